@@ -1,1 +1,31 @@
-//! placeholder
+//! The emptcp library: loads the eBPF data plane (`bpf/`), attaches it to
+//! interfaces (tcx, XDP), and reads what it saw.
+//!
+//! The C side (`bpf/include/emptcp/abi.h`) is the single source of truth for
+//! every shared layout; [`abi`] re-exports the Rust types that libbpf-cargo
+//! generates from the compiled objects' BTF.
+#![deny(missing_docs)]
+
+pub mod abi;
+mod dataplane;
+mod error;
+mod hook;
+pub mod netns;
+
+pub use dataplane::{Attachment, Dataplane, EntryCounters, FlowKey, FlowStats};
+pub use error::{Error, ErrorKind, Result};
+pub use hook::Hook;
+
+/// The generated libbpf-rs skeleton of `bpf/entry/emptcp.bpf.c`.
+#[doc(hidden)]
+pub mod skel {
+    #![allow(
+        missing_docs,
+        clippy::all,
+        non_camel_case_types,
+        non_upper_case_globals,
+        dead_code
+    )]
+    #![allow(unsafe_op_in_unsafe_fn)]
+    include!(concat!(env!("OUT_DIR"), "/emptcp.skel.rs"));
+}

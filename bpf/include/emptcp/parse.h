@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * One-pass packet parser: Ethernet, up to two VLAN tags, IPv4 (any IHL) or
+ * IPv6 (with extension headers), TCP, and a walk of the TCP option list.
+ *
+ * API:
+ *   int emptcp_parse(void *data, void *data_end, struct emptcp_pkt *pkt)
+ *     Fills *pkt and returns EMPTCP_PARSE_TCP, or another enum
+ *     emptcp_parse_result saying why the packet is not ours. Never writes the
+ *     packet. Offsets in *pkt are from `data`, so they stay valid after
+ *     helpers that move packet pointers (re-derive pointers from them).
+ *
+ * Example:
+ *   struct emptcp_pkt pkt;
+ *   if (emptcp_parse(data, data_end, &pkt) != EMPTCP_PARSE_TCP)
+ *           return XDP_PASS;
+ */
+#ifndef __EMPTCP_PARSE_H
+#define __EMPTCP_PARSE_H
+
+#include <linux/types.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_endian.h>
+#include "compiler.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+/* 802.1Q and 802.1ad (QinQ) outer tags; more than two tags is not ours. */
+#define EMPTCP_MAX_VLAN_TAGS 2
+/* IPv6 extension headers walked before giving up (hop-by-hop, routing,
+ * destination options twice, fragment, and one spare): a longer chain is
+ * reported as EMPTCP_PARSE_MALFORMED and passes untouched. */
+#define EMPTCP_IPV6_MAX_EXTHDR 6
+/* TCP option kinds (RFC 9293 section 3.2; RFC 8684 section 3 for MPTCP). */
+#define EMPTCP_TCPOPT_EOL 0
+#define EMPTCP_TCPOPT_NOP 1
+#define EMPTCP_TCPOPT_MPTCP 30
+/* The TCP option area is at most 40 bytes and every option takes at least
+ * one, so the walk needs at most 40 steps; at the limit it stops like EOL. */
+#define EMPTCP_TCPOPT_MAX_LEN 40
+
+enum emptcp_parse_result {
+	EMPTCP_PARSE_TCP = 0,
+	EMPTCP_PARSE_NOT_TCP,
+	EMPTCP_PARSE_MALFORMED,
+	EMPTCP_PARSE_FRAGMENT,
+};
+
+struct emptcp_pkt {
+	__u16 l3_off;
+	__u16 l4_off;
+	__u16 payload_off;  /* l4_off + TCP data offset */
+	__u16 l3_len;       /* from the IP header: total length (v4), 40 + payload length (v6) */
+	__u8 family;        /* AF_INET or AF_INET6 */
+	__u8 tcp_flags;     /* byte 13 of the TCP header: CWR ECE URG ACK PSH RST SYN FIN */
+	__u8 vlan_tags;
+	__u8 _pad;
+	/* Bitmask of MPTCP option subtypes carried (bit n = subtype n). */
+	__u32 mptcp_subtypes;
+	__be16 sport;
+	__be16 dport;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct emptcp_vlan_hdr {
+	__be16 tci;
+	__be16 encap_proto;
+};
+
+static __emptcp_inline int __emptcp_parse_tcp(void *data, void *data_end, __u32 off,
+					      struct emptcp_pkt *pkt)
+{
+	struct tcphdr *th = data + off;
+	__u8 *opt;
+	__u32 doff, i, pos = 0;
+
+	if ((void *)(th + 1) > data_end)
+		return EMPTCP_PARSE_MALFORMED;
+	doff = th->doff * 4;
+	if (doff < sizeof(*th))
+		return EMPTCP_PARSE_MALFORMED;
+
+	pkt->l4_off = off;
+	pkt->payload_off = off + doff;
+	pkt->sport = th->source;
+	pkt->dport = th->dest;
+	pkt->tcp_flags = ((__u8 *)th)[13];
+	pkt->mptcp_subtypes = 0;
+
+	opt = (void *)(th + 1);
+	/* A malformed option (length 0 or 1, or past the header) ends the walk:
+	 * what follows cannot be located, so it is not interpreted. */
+	for (i = 0; i < EMPTCP_TCPOPT_MAX_LEN; i++) {
+		__u8 *p, kind, len;
+
+		if (pos + sizeof(*th) >= doff)
+			break;
+		/* Mask needed to calm the verifier: it does not carry the
+		 * `pos < doff - 20 <= 40` bound into the pointer arithmetic
+		 * (kernel 6.18, clang 14). */
+		p = opt + (pos & 0x3f);
+		if ((void *)(p + 1) > data_end)
+			return EMPTCP_PARSE_MALFORMED;
+		kind = p[0];
+		if (kind == EMPTCP_TCPOPT_EOL)
+			break;
+		if (kind == EMPTCP_TCPOPT_NOP) {
+			pos++;
+			continue;
+		}
+		if ((void *)(p + 2) > data_end)
+			return EMPTCP_PARSE_MALFORMED;
+		len = p[1];
+		if (len < 2 || pos + len + sizeof(*th) > doff)
+			break;
+		if (kind == EMPTCP_TCPOPT_MPTCP && len >= 3) {
+			if ((void *)(p + 3) > data_end)
+				return EMPTCP_PARSE_MALFORMED;
+			pkt->mptcp_subtypes |= 1u << (p[2] >> 4);
+		}
+		pos += len;
+	}
+	return EMPTCP_PARSE_TCP;
+}
+
+static __emptcp_inline int __emptcp_parse_ipv4(void *data, void *data_end, __u32 off,
+					       struct emptcp_pkt *pkt)
+{
+	struct iphdr *iph = data + off;
+	__u32 ihl;
+
+	if ((void *)(iph + 1) > data_end)
+		return EMPTCP_PARSE_MALFORMED;
+	ihl = iph->ihl * 4;
+	if (iph->version != 4 || ihl < sizeof(*iph))
+		return EMPTCP_PARSE_MALFORMED;
+	if (iph->protocol != IPPROTO_TCP)
+		return EMPTCP_PARSE_NOT_TCP;
+	/* Any fragment: the TCP header of a first fragment is there, but its
+	 * payload length is not, and later fragments carry no header at all. */
+	if (iph->frag_off & bpf_htons(0x3fff))
+		return EMPTCP_PARSE_FRAGMENT;
+
+	pkt->family = AF_INET;
+	pkt->l3_len = bpf_ntohs(iph->tot_len);
+	__builtin_memset(pkt->saddr, 0, sizeof(pkt->saddr));
+	__builtin_memset(pkt->daddr, 0, sizeof(pkt->daddr));
+	__builtin_memcpy(pkt->saddr, &iph->saddr, 4);
+	__builtin_memcpy(pkt->daddr, &iph->daddr, 4);
+	return __emptcp_parse_tcp(data, data_end, off + ihl, pkt);
+}
+
+struct emptcp_ipv6_opt_hdr {
+	__u8 nexthdr;
+	__u8 hdrlen;
+};
+
+struct emptcp_ipv6_frag_hdr {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off; /* offset in 8-byte units << 3 | M flag */
+	__be32 identification;
+};
+
+static __emptcp_inline int __emptcp_parse_ipv6(void *data, void *data_end, __u32 off,
+					       struct emptcp_pkt *pkt)
+{
+	struct ipv6hdr *ip6h = data + off;
+	__u8 nexthdr;
+	int i;
+
+	if ((void *)(ip6h + 1) > data_end)
+		return EMPTCP_PARSE_MALFORMED;
+	if (ip6h->version != 6)
+		return EMPTCP_PARSE_MALFORMED;
+
+	pkt->family = AF_INET6;
+	pkt->l3_len = sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len);
+	__builtin_memcpy(pkt->saddr, &ip6h->saddr, 16);
+	__builtin_memcpy(pkt->daddr, &ip6h->daddr, 16);
+
+	nexthdr = ip6h->nexthdr;
+	off += sizeof(*ip6h);
+#pragma unroll
+	for (i = 0; i < EMPTCP_IPV6_MAX_EXTHDR; i++) {
+		if (nexthdr == IPPROTO_TCP)
+			return __emptcp_parse_tcp(data, data_end, off, pkt);
+
+		if (nexthdr == IPPROTO_FRAGMENT) {
+			struct emptcp_ipv6_frag_hdr *fh = data + off;
+
+			if ((void *)(fh + 1) > data_end)
+				return EMPTCP_PARSE_MALFORMED;
+			if (fh->frag_off & bpf_htons(0xfff9))
+				return EMPTCP_PARSE_FRAGMENT;
+			/* An atomic fragment (offset 0, M clear, RFC 8200
+			 * section 4.5) is a whole packet. */
+			nexthdr = fh->nexthdr;
+			off += sizeof(*fh);
+			continue;
+		}
+		if (nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
+		    nexthdr == IPPROTO_DSTOPTS) {
+			struct emptcp_ipv6_opt_hdr *oh = data + off;
+
+			if ((void *)(oh + 1) > data_end)
+				return EMPTCP_PARSE_MALFORMED;
+			nexthdr = oh->nexthdr;
+			off += (oh->hdrlen + 1) * 8;
+			continue;
+		}
+		return EMPTCP_PARSE_NOT_TCP;
+	}
+	return nexthdr == IPPROTO_TCP ? __emptcp_parse_tcp(data, data_end, off, pkt)
+				      : EMPTCP_PARSE_MALFORMED;
+}
+
+static __emptcp_inline int emptcp_parse(void *data, void *data_end, struct emptcp_pkt *pkt)
+{
+	struct ethhdr *eth = data;
+	__be16 proto;
+	__u32 off = sizeof(*eth);
+	int i;
+
+	if ((void *)(eth + 1) > data_end)
+		return EMPTCP_PARSE_MALFORMED;
+	proto = eth->h_proto;
+	pkt->vlan_tags = 0;
+#pragma unroll
+	for (i = 0; i < EMPTCP_MAX_VLAN_TAGS; i++) {
+		struct emptcp_vlan_hdr *vh = data + off;
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if ((void *)(vh + 1) > data_end)
+			return EMPTCP_PARSE_MALFORMED;
+		proto = vh->encap_proto;
+		off += sizeof(*vh);
+		pkt->vlan_tags++;
+	}
+	pkt->l3_off = off;
+	if (proto == bpf_htons(ETH_P_IP))
+		return __emptcp_parse_ipv4(data, data_end, off, pkt);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return __emptcp_parse_ipv6(data, data_end, off, pkt);
+	return EMPTCP_PARSE_NOT_TCP;
+}
+
+#endif /* __EMPTCP_PARSE_H */

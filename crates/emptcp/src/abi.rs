@@ -1,0 +1,85 @@
+//! Rust view of `bpf/include/emptcp/abi.h`.
+//!
+//! The types are generated from the objects' BTF by libbpf-cargo, so they
+//! cannot drift from the C definitions; this module only adds byte
+//! conversions for reading and writing map entries.
+
+pub use crate::skel::types::{
+    emptcp_abi, emptcp_entry_counter, emptcp_flow_key, emptcp_flow_stats, emptcp_hook,
+};
+
+/// ABI version this library was built against (`EMPTCP_ABI_VERSION`).
+pub const ABI_VERSION: u32 = emptcp_abi::EMPTCP_ABI_VERSION.0;
+
+/// Plain old data: every bit pattern of `size_of::<Self>()` bytes is a valid
+/// value, so it can be copied to and from map bytes.
+///
+/// # Safety
+/// Implement only for `#[repr(C)]` types made of integers and integer arrays.
+pub unsafe trait Pod: Copy + Default {}
+
+// SAFETY: generated #[repr(C)] structs of integer fields (see abi.h).
+unsafe impl Pod for emptcp_flow_key {}
+// SAFETY: as above.
+unsafe impl Pod for emptcp_flow_stats {}
+// SAFETY: primitive integer.
+unsafe impl Pod for u32 {}
+// SAFETY: primitive integer.
+unsafe impl Pod for u64 {}
+
+/// Copies a value out of map bytes; `None` when the length differs.
+pub fn from_bytes<T: Pod>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() != std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: length checked; T is Pod, so any bytes are a valid T;
+    // read_unaligned copes with the Vec's alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// The bytes of a value, as a map key or value.
+pub fn as_bytes<T: Pod>(value: &T) -> &[u8] {
+    // SAFETY: T is Pod (no padding holes with undefined content: abi.h makes
+    // every padding byte an explicit field), so all its bytes are initialised.
+    unsafe {
+        std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_match_the_c_static_asserts() {
+        assert_eq!(std::mem::size_of::<emptcp_flow_key>(), 44);
+        assert_eq!(std::mem::size_of::<emptcp_flow_stats>(), 32);
+    }
+
+    #[test]
+    fn sentinels_match_rust_name_tables() {
+        assert_eq!(
+            emptcp_hook::EMPTCP_HOOK__MAX.0 as usize,
+            crate::Hook::ALL.len()
+        );
+        assert_eq!(
+            emptcp_entry_counter::EMPTCP_CNT__MAX.0 as usize,
+            crate::dataplane::ENTRY_COUNTER_NAMES.len()
+        );
+    }
+
+    #[test]
+    fn round_trip_through_bytes() {
+        let key = emptcp_flow_key {
+            ifindex: 7,
+            hook: 2,
+            family: 10,
+            sport: 80,
+            ..Default::default()
+        };
+        let back: emptcp_flow_key = from_bytes(as_bytes(&key)).unwrap();
+        assert_eq!(back.ifindex, 7);
+        assert_eq!(back.sport, 80);
+        assert!(from_bytes::<emptcp_flow_key>(&[0; 3]).is_none());
+    }
+}

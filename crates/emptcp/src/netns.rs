@@ -1,0 +1,58 @@
+//! Entering a network namespace for the current thread only.
+//!
+//! Interfaces are named by index within a namespace, and the kernel resolves
+//! an attach target in the namespace of the calling thread. `setns` on one
+//! thread keeps `/sys/fs/bpf` visible, unlike `ip netns exec`, which remounts
+//! /sys and hides the pins (docs/testing.md).
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// While alive, the current thread is in another network namespace; dropping
+/// it returns the thread to the namespace it was in.
+#[must_use = "the thread leaves the namespace when the guard is dropped"]
+pub struct NetnsGuard {
+    previous: File,
+}
+
+impl NetnsGuard {
+    /// Moves the current thread into the namespace at `path` (for example
+    /// `/run/netns/NAME`).
+    pub fn enter(path: &Path) -> Result<NetnsGuard> {
+        let previous = File::open("/proc/thread-self/ns/net")
+            .map_err(|e| Error::io("opening the current network namespace", e))?;
+        let target = File::open(path)
+            .map_err(|e| Error::io(format!("opening network namespace {}", path.display()), e))?;
+        setns(&target)
+            .map_err(|e| Error::io(format!("entering network namespace {}", path.display()), e))?;
+        Ok(NetnsGuard { previous })
+    }
+
+    /// The namespace file of a named namespace (`ip netns add NAME`).
+    pub fn named(name: &str) -> Result<NetnsGuard> {
+        NetnsGuard::enter(&Path::new("/run/netns").join(name))
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        // Failing to return would leave this thread in the wrong namespace
+        // for whatever it does next; there is no safe way to continue.
+        if let Err(e) = setns(&self.previous) {
+            panic!("cannot return to the previous network namespace: {e}");
+        }
+    }
+}
+
+fn setns(ns: &File) -> std::io::Result<()> {
+    // SAFETY: plain syscall on a valid fd; affects only the calling thread.
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
