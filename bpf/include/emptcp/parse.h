@@ -45,8 +45,7 @@
 #define EMPTCP_TCPOPT_EOL 0
 #define EMPTCP_TCPOPT_NOP 1
 #define EMPTCP_TCPOPT_MPTCP 30
-/* The TCP option area is at most 40 bytes and every option takes at least
- * one, so the walk needs at most 40 steps; at the limit it stops like EOL. */
+/* The TCP option area is at most 40 bytes (data offset 15 words). */
 #define EMPTCP_TCPOPT_MAX_LEN 40
 
 enum emptcp_parse_result {
@@ -82,33 +81,37 @@ static __emptcp_inline int __emptcp_parse_tcp(void *data, void *data_end, __u32 
 					      struct emptcp_pkt *pkt)
 {
 	struct tcphdr *th = data + off;
+	__u32 optlen, pos = 0;
 	__u8 *opt;
-	__u32 doff, i, pos = 0;
 
 	if ((void *)(th + 1) > data_end)
 		return EMPTCP_PARSE_MALFORMED;
-	doff = th->doff * 4;
-	if (doff < sizeof(*th))
+	if (th->doff < 5)
 		return EMPTCP_PARSE_MALFORMED;
+	optlen = th->doff * 4 - sizeof(*th);
 
 	pkt->l4_off = off;
-	pkt->payload_off = off + doff;
+	pkt->payload_off = off + sizeof(*th) + optlen;
 	pkt->sport = th->source;
 	pkt->dport = th->dest;
 	pkt->tcp_flags = ((__u8 *)th)[13];
 	pkt->mptcp_subtypes = 0;
 
 	opt = (void *)(th + 1);
-	/* A malformed option (length 0 or 1, or past the header) ends the walk:
-	 * what follows cannot be located, so it is not interpreted. */
-	for (i = 0; i < EMPTCP_TCPOPT_MAX_LEN; i++) {
+	/*
+	 * The walk is bounded by `pos < optlen <= 40` and `pos` grows by at
+	 * least one per step. There is deliberately no separate step counter:
+	 * the verifier marks such a counter precise, so no two iterations'
+	 * states could ever be pruned and the option walk alone exceeded the
+	 * 1M-instruction limit (kernel 6.18, clang 14). A malformed option
+	 * (length 0 or 1, or past the header) ends the walk: what follows it
+	 * cannot be located, so it is not interpreted.
+	 */
+	while (pos < optlen) {
 		__u8 *p, kind, len;
 
-		if (pos + sizeof(*th) >= doff)
-			break;
-		/* Mask needed to calm the verifier: it does not carry the
-		 * `pos < doff - 20 <= 40` bound into the pointer arithmetic
-		 * (kernel 6.18, clang 14). */
+		/* Mask needed to calm the verifier: the bound `pos < 40` does
+		 * not carry into the pointer arithmetic. */
 		p = opt + (pos & 0x3f);
 		if ((void *)(p + 1) > data_end)
 			return EMPTCP_PARSE_MALFORMED;
@@ -122,7 +125,7 @@ static __emptcp_inline int __emptcp_parse_tcp(void *data, void *data_end, __u32 
 		if ((void *)(p + 2) > data_end)
 			return EMPTCP_PARSE_MALFORMED;
 		len = p[1];
-		if (len < 2 || pos + len + sizeof(*th) > doff)
+		if (len < 2 || pos + len > optlen)
 			break;
 		if (kind == EMPTCP_TCPOPT_MPTCP && len >= 3) {
 			if ((void *)(p + 3) > data_end)
@@ -158,7 +161,8 @@ static __emptcp_inline int __emptcp_parse_ipv4(void *data, void *data_end, __u32
 	__builtin_memset(pkt->daddr, 0, sizeof(pkt->daddr));
 	__builtin_memcpy(pkt->saddr, &iph->saddr, 4);
 	__builtin_memcpy(pkt->daddr, &iph->daddr, 4);
-	return __emptcp_parse_tcp(data, data_end, off + ihl, pkt);
+	pkt->l4_off = off + ihl;
+	return EMPTCP_PARSE_TCP;
 }
 
 struct emptcp_ipv6_opt_hdr {
@@ -194,8 +198,10 @@ static __emptcp_inline int __emptcp_parse_ipv6(void *data, void *data_end, __u32
 	off += sizeof(*ip6h);
 #pragma unroll
 	for (i = 0; i < EMPTCP_IPV6_MAX_EXTHDR; i++) {
-		if (nexthdr == IPPROTO_TCP)
-			return __emptcp_parse_tcp(data, data_end, off, pkt);
+		if (nexthdr == IPPROTO_TCP) {
+			pkt->l4_off = off;
+			return EMPTCP_PARSE_TCP;
+		}
 
 		if (nexthdr == IPPROTO_FRAGMENT) {
 			struct emptcp_ipv6_frag_hdr *fh = data + off;
@@ -222,8 +228,10 @@ static __emptcp_inline int __emptcp_parse_ipv6(void *data, void *data_end, __u32
 		}
 		return EMPTCP_PARSE_NOT_TCP;
 	}
-	return nexthdr == IPPROTO_TCP ? __emptcp_parse_tcp(data, data_end, off, pkt)
-				      : EMPTCP_PARSE_MALFORMED;
+	if (nexthdr != IPPROTO_TCP)
+		return EMPTCP_PARSE_MALFORMED;
+	pkt->l4_off = off;
+	return EMPTCP_PARSE_TCP;
 }
 
 static __emptcp_inline int emptcp_parse(void *data, void *data_end, struct emptcp_pkt *pkt)
@@ -231,7 +239,7 @@ static __emptcp_inline int emptcp_parse(void *data, void *data_end, struct emptc
 	struct ethhdr *eth = data;
 	__be16 proto;
 	__u32 off = sizeof(*eth);
-	int i;
+	int i, ret;
 
 	if ((void *)(eth + 1) > data_end)
 		return EMPTCP_PARSE_MALFORMED;
@@ -251,10 +259,16 @@ static __emptcp_inline int emptcp_parse(void *data, void *data_end, struct emptc
 	}
 	pkt->l3_off = off;
 	if (proto == bpf_htons(ETH_P_IP))
-		return __emptcp_parse_ipv4(data, data_end, off, pkt);
-	if (proto == bpf_htons(ETH_P_IPV6))
-		return __emptcp_parse_ipv6(data, data_end, off, pkt);
-	return EMPTCP_PARSE_NOT_TCP;
+		ret = __emptcp_parse_ipv4(data, data_end, off, pkt);
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		ret = __emptcp_parse_ipv6(data, data_end, off, pkt);
+	else
+		return EMPTCP_PARSE_NOT_TCP;
+	/* One call site for the TCP walk, whichever way L3 went: each inlined
+	 * copy would be verified again. */
+	if (ret != EMPTCP_PARSE_TCP)
+		return ret;
+	return __emptcp_parse_tcp(data, data_end, pkt->l4_off, pkt);
 }
 
 #endif /* __EMPTCP_PARSE_H */

@@ -1,1 +1,68 @@
-fn main() {}
+//! `emptcp`: attach the emptcp data plane, drive it, and see what it does.
+//!
+//! The binary is glue: argument definitions, printing and exit codes. The
+//! work is in the `emptcp` and `emptcp-testbed` libraries.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+mod demo;
+
+/// Exit codes (documented in `--help`).
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "emptcp",
+    version,
+    about = "Extensible Multipath TCP with eBPF: policy chains of packet operators",
+    after_help = "Exit status: 0 success, 1 nothing matched or nothing to do, 2 error.\n\
+                  Logs: -v / -vv, or RUST_LOG=emptcp=debug."
+)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a namespace testbed, move real MPTCP traffic through emptcp on a
+    /// middle node, and print what it saw.
+    #[command(after_help = demo::EXAMPLES)]
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("emptcp: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -207,6 +207,47 @@ impl Dataplane {
         Ok(out)
     }
 
+    /// Runs one packet through the entry program of `hook` with
+    /// BPF_PROG_TEST_RUN: the real loaded program and maps, no attachment.
+    /// State the program keeps (flow stats, counters) carries over between
+    /// calls as it would on a live hook.
+    pub fn test_run(&self, hook: Hook, packet: &[u8]) -> Result<TestRun> {
+        let prog = self.program(hook)?;
+        // Room for programs that grow the packet (options inserted).
+        let mut out = vec![0u8; packet.len() + 256];
+        let input = libbpf_rs::ProgramInput {
+            data_in: Some(packet),
+            data_out: Some(&mut out),
+            ..Default::default()
+        };
+        let res = prog
+            .test_run(input)
+            .map_err(|e| Error::bpf(format!("test run of {}", hook.program_name()), e))?;
+        let len = res.data.as_ref().map_or(0, |d| d.len());
+        let verdict = res.return_value;
+        let duration = res.duration;
+        out.truncate(len);
+        Ok(TestRun {
+            verdict,
+            packet: out,
+            duration,
+        })
+    }
+
+    // libbpf-rs offers test_run and attach only on ProgramMut, which
+    // Object::progs_mut hands out from &self.
+    fn program(&self, hook: Hook) -> Result<libbpf_rs::ProgramMut<'_>> {
+        self.obj
+            .progs_mut()
+            .find(|p| p.name() == hook.program_name())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Load,
+                    format!("no program {}", hook.program_name()),
+                )
+            })
+    }
+
     fn map(&self, name: &str) -> Result<libbpf_rs::Map<'_>> {
         self.obj
             .maps()
@@ -229,6 +270,17 @@ fn read_abi_version(obj: &Object) -> Result<u32> {
         .get(..4)
         .and_then(abi::from_bytes::<u32>)
         .ok_or_else(|| Error::new(ErrorKind::Load, ".rodata too short"))
+}
+
+/// The result of one [`Dataplane::test_run`].
+#[derive(Debug, Clone)]
+pub struct TestRun {
+    /// The program's return value (XDP_* or TC_ACT_* verdict).
+    pub verdict: u32,
+    /// The packet as the program left it.
+    pub packet: Vec<u8>,
+    /// Kernel-reported run time.
+    pub duration: std::time::Duration,
 }
 
 /// One direction of a TCP flow at one attachment.
