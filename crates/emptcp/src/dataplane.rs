@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
+use std::time::{Duration, Instant};
 
 use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, Object, ObjectBuilder};
 use serde::Serialize;
@@ -30,6 +32,7 @@ const COUNTERS_MAP: &str = "emptcp_counters";
 pub struct Dataplane {
     obj: Object,
     attachments: Vec<Attachment>,
+    load_time: Duration,
 }
 
 /// One entry program attached to one interface.
@@ -53,6 +56,7 @@ impl std::fmt::Debug for Attachment {
 impl Dataplane {
     /// Loads (and verifies) the entry programs. Needs root.
     pub fn load() -> Result<Dataplane> {
+        let started = Instant::now();
         let open = ObjectBuilder::default()
             .open_memory(ENTRY_OBJECT)
             .map_err(|e| Error::bpf("opening the emptcp entry object", e))?;
@@ -74,10 +78,7 @@ impl Dataplane {
                 ),
             ));
         }
-        Ok(Dataplane {
-            obj,
-            attachments: Vec::new(),
-        })
+        Ok(Dataplane { obj, attachments: Vec::new(), load_time: started.elapsed() })
     }
 
     /// Attaches the entry program of `hook` to interface `ifindex` of the
@@ -152,6 +153,40 @@ impl Dataplane {
             )
         })?;
         Ok(true)
+    }
+
+    /// Wall time of [`Dataplane::load`]: open, relocate, verify all programs.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// What the kernel reports about the loaded entry program of `hook`.
+    pub fn program_info(&self, hook: Hook) -> Result<ProgramInfo> {
+        let prog = self.program(hook)?;
+        let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+        let mut len = std::mem::size_of_val(&info) as u32;
+        // SAFETY: info is a valid bpf_prog_info of len bytes; the kernel
+        // fills at most len bytes and leaves the array pointers (null) alone.
+        let rc = unsafe {
+            libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(
+                prog.as_fd().as_raw_fd(),
+                &mut info,
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(Error::io(
+                format!("querying {}", hook.program_name()),
+                std::io::Error::from_raw_os_error(-rc),
+            ));
+        }
+        Ok(ProgramInfo {
+            name: hook.program_name(),
+            id: info.id,
+            verified_insns: info.verified_insns,
+            xlated_insns: info.xlated_prog_len / 8,
+            jited_bytes: info.jited_prog_len,
+        })
     }
 
     /// The attachments made so far.
@@ -270,6 +305,21 @@ fn read_abi_version(obj: &Object) -> Result<u32> {
         .get(..4)
         .and_then(abi::from_bytes::<u32>)
         .ok_or_else(|| Error::new(ErrorKind::Load, ".rodata too short"))
+}
+
+/// Size and verification cost of a loaded program.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramInfo {
+    /// Program name (as bpftool shows it).
+    pub name: &'static str,
+    /// Kernel program id.
+    pub id: u32,
+    /// Instructions the verifier processed (its complexity budget is 1M).
+    pub verified_insns: u32,
+    /// Instructions after the verifier's rewrites.
+    pub xlated_insns: u32,
+    /// Size of the JIT-compiled code in bytes.
+    pub jited_bytes: u32,
 }
 
 /// The result of one [`Dataplane::test_run`].
