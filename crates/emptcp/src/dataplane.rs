@@ -78,7 +78,11 @@ impl Dataplane {
                 ),
             ));
         }
-        Ok(Dataplane { obj, attachments: Vec::new(), load_time: started.elapsed() })
+        Ok(Dataplane {
+            obj,
+            attachments: Vec::new(),
+            load_time: started.elapsed(),
+        })
     }
 
     /// Attaches the entry program of `hook` to interface `ifindex` of the

@@ -12,7 +12,9 @@ mod error;
 mod hook;
 pub mod netns;
 
-pub use dataplane::{Attachment, Dataplane, EntryCounters, FlowKey, FlowStats, ProgramInfo, TestRun};
+pub use dataplane::{
+    Attachment, Dataplane, EntryCounters, FlowKey, FlowStats, ProgramInfo, TestRun,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use hook::Hook;
 

@@ -7,26 +7,29 @@ use emptcp_testbed::presets::{self, TwoPath, TwoPathOpts};
 use emptcp_testbed::traffic::{self, SenderReport, TransferOpts};
 use emptcp_testbed::{Family, Host};
 
-/// Root is a prerequisite; under CI=true its absence fails the run.
-fn require_root() -> bool {
-    if emptcp_testbed::is_root() {
-        return true;
-    }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: these tests need root");
-    eprintln!("skipped: needs root");
-    false
-}
+use emptcp_testbed::root_or_skip as require_root;
 
 /// What `tc` and `ip` show of a device: it must be the same before attach
 /// and after detach.
 fn device_state(host: &Host, iface: &str) -> String {
-    let qdisc = host.tc(["qdisc", "show", "dev", iface]).expect("tc qdisc show");
-    let ingress = host.tc(["filter", "show", "dev", iface, "ingress"]).unwrap_or_default();
-    let egress = host.tc(["filter", "show", "dev", iface, "egress"]).unwrap_or_default();
-    let link = host.ip(["-d", "link", "show", "dev", iface]).expect("ip link show");
+    let qdisc = host
+        .tc(["qdisc", "show", "dev", iface])
+        .expect("tc qdisc show");
+    let ingress = host
+        .tc(["filter", "show", "dev", iface, "ingress"])
+        .unwrap_or_default();
+    let egress = host
+        .tc(["filter", "show", "dev", iface, "egress"])
+        .unwrap_or_default();
+    let link = host
+        .ip(["-d", "link", "show", "dev", iface])
+        .expect("ip link show");
     // Counters and the link's own flags are not ours to compare; the
     // attachment points (qdiscs, filters, xdp) are.
-    let link: Vec<&str> = link.lines().filter(|l| l.contains("xdp") || l.contains("prog")).collect();
+    let link: Vec<&str> = link
+        .lines()
+        .filter(|l| l.contains("xdp") || l.contains("prog"))
+        .collect();
     format!("{qdisc}\n{ingress}\n{egress}\n{}", link.join("\n"))
 }
 
@@ -34,7 +37,8 @@ fn attach_router(dp: &mut Dataplane, tb: &TwoPath, hook: Hook, ifaces: &[&str]) 
     let _in_router = NetnsGuard::enter(&tb.router.netns_path()).expect("enter router netns");
     for iface in ifaces {
         let ifindex = tb.router_ifindex(iface).unwrap();
-        dp.attach(hook, ifindex).unwrap_or_else(|e| panic!("attach {hook} on {iface}: {e:#}"));
+        dp.attach(hook, ifindex)
+            .unwrap_or_else(|e| panic!("attach {hook} on {iface}: {e:#}"));
     }
 }
 
@@ -42,8 +46,18 @@ fn live_tc_ingress(family: Family) {
     if !require_root() {
         return;
     }
-    let tb = presets::two_path("live", TwoPathOpts { family, ..Default::default() }).unwrap();
-    let before = [device_state(&tb.router, "r1"), device_state(&tb.router, "r2")];
+    let tb = presets::two_path(
+        "live",
+        TwoPathOpts {
+            family,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let before = [
+        device_state(&tb.router, "r1"),
+        device_state(&tb.router, "r2"),
+    ];
 
     let mut dp = Dataplane::load().expect("load");
     attach_router(&mut dp, &tb, Hook::TcIngress, &["r1", "r2"]);
@@ -80,21 +94,43 @@ fn live_tc_ingress(family: Family) {
         );
     }
     let c = dp.counters(Hook::TcIngress).unwrap();
-    assert!(c.get("mptcp") > 0 && c.get("tcp") >= c.get("mptcp"), "{c:?}");
+    assert!(
+        c.get("mptcp") > 0 && c.get("tcp") >= c.get("mptcp"),
+        "{c:?}"
+    );
     assert_eq!(c.get("malformed"), 0, "{c:?}");
     assert_eq!(c.get("flow_map_full"), 0, "{c:?}");
 
     // Detach: the devices are as before, and traffic no longer reaches the
     // program (the attached run above is this check's control).
-    assert!(dp.detach(Hook::TcIngress, tb.router_ifindex("r1").unwrap()).unwrap());
-    assert!(dp.detach(Hook::TcIngress, tb.router_ifindex("r2").unwrap()).unwrap());
-    assert!(!dp.detach(Hook::TcIngress, tb.router_ifindex("r2").unwrap()).unwrap());
-    let after = [device_state(&tb.router, "r1"), device_state(&tb.router, "r2")];
+    assert!(
+        dp.detach(Hook::TcIngress, tb.router_ifindex("r1").unwrap())
+            .unwrap()
+    );
+    assert!(
+        dp.detach(Hook::TcIngress, tb.router_ifindex("r2").unwrap())
+            .unwrap()
+    );
+    assert!(
+        !dp.detach(Hook::TcIngress, tb.router_ifindex("r2").unwrap())
+            .unwrap()
+    );
+    let after = [
+        device_state(&tb.router, "r1"),
+        device_state(&tb.router, "r2"),
+    ];
     assert_eq!(before, after);
     let seen_before = dp.counters(Hook::TcIngress).unwrap().get("seen");
-    traffic::transfer(&tb.client, &tb.server, &TransferOpts::new(tb.server_addr(), 1 << 20))
-        .expect("transfer after detach");
-    assert_eq!(dp.counters(Hook::TcIngress).unwrap().get("seen"), seen_before);
+    traffic::transfer(
+        &tb.client,
+        &tb.server,
+        &TransferOpts::new(tb.server_addr(), 1 << 20),
+    )
+    .expect("transfer after detach");
+    assert_eq!(
+        dp.counters(Hook::TcIngress).unwrap().get("seen"),
+        seen_before
+    );
 }
 
 #[test]
@@ -113,7 +149,10 @@ fn entry_programs_load_within_verifier_budget() {
         return;
     }
     let dp = Dataplane::load().expect("load");
-    eprintln!("load (open, relocate, verify 3 programs): {:?}", dp.load_time());
+    eprintln!(
+        "load (open, relocate, verify 3 programs): {:?}",
+        dp.load_time()
+    );
     for hook in Hook::ALL {
         let info = dp.program_info(hook).unwrap();
         eprintln!(
