@@ -11,6 +11,8 @@ mod dataplane;
 mod error;
 mod hook;
 pub mod netns;
+#[doc(hidden)]
+pub mod testing;
 
 pub use dataplane::{
     Attachment, Dataplane, EntryCounters, FlowKey, FlowStats, ProgramInfo, TestRun,
