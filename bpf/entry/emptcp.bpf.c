@@ -2,10 +2,10 @@
 /*
  * emptcp entry programs: XDP ingress, TC ingress and TC egress.
  *
- * Each parses the packet once and accounts it per flow. The policy-chain
- * engine builds on this entry (docs/architecture.md); today the entry passes
- * every packet unchanged, which is what the demo and the foundation tests
- * attach on a middle node.
+ * Each parses the packet once, accounts it to its flow, and, when the
+ * generation has rules, runs the action chain of the winning rule
+ * (bpf/lib/engine.h, docs/engine.md). With no rules every packet passes
+ * unchanged: the pass-through the demo attaches on a middle node.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -14,10 +14,15 @@
 #include <emptcp/abi.h>
 #include <emptcp/parse.h>
 
+#include "counters.h"
+#include "engine.h"
+
 /* Sized for a busy middle node; LRU so that a full table evicts the oldest
  * flows instead of failing updates (failures are still counted). */
 #define EMPTCP_FLOWS_MAX 65536
 
+/* Shared by every generation and attachment: a flow keeps its counters
+ * across policy updates (its rule memo is tagged with the generation). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, EMPTCP_FLOWS_MAX);
@@ -25,35 +30,21 @@ struct {
 	__type(value, struct emptcp_flow_stats);
 } emptcp_flows SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, EMPTCP_HOOK__MAX * EMPTCP_CNT__MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} emptcp_counters SEC(".maps");
-
-/*
- * Read-only data that user space checks before adopting pinned state (the
- * ABI version) and that anchors ABI enums in BTF, so that the generated Rust
- * types contain them (a type no program references is absent from BTF).
- */
-const volatile struct {
-	enum emptcp_abi abi_version;
+/* Anchors ABI enums that no map or variable names in BTF, so that the
+ * generated Rust types contain them (style-anchors 3.3). */
+struct emptcp_abi_anchor {
+	enum emptcp_abi abi;
 	enum emptcp_hook hook;
 	enum emptcp_entry_counter counter;
-} emptcp_abi_info = { .abi_version = EMPTCP_ABI_VERSION };
+	enum emptcp_limits limits;
+	enum emptcp_op_kind op;
+	enum emptcp_pkt_type pkt_type;
+	enum emptcp_op_reason reason;
+};
+struct emptcp_abi_anchor emptcp_abi_anchor __attribute__((unused));
 
-static __emptcp_inline void count(enum emptcp_hook hook, enum emptcp_entry_counter c)
-{
-	__u32 idx = hook * EMPTCP_CNT__MAX + c;
-	__u64 *v = bpf_map_lookup_elem(&emptcp_counters, &idx);
-
-	if (v)
-		(*v)++;
-}
-
-static __emptcp_inline void account_flow(enum emptcp_hook hook, __u32 ifindex,
-					 const struct emptcp_pkt *pkt, __u64 wire_len)
+static __emptcp_inline struct emptcp_flow_stats *
+account_flow(enum emptcp_hook hook, __u32 ifindex, const struct emptcp_pkt *pkt, __u64 wire_len)
 {
 	struct emptcp_flow_key key = {
 		.ifindex = ifindex,
@@ -76,40 +67,45 @@ static __emptcp_inline void account_flow(enum emptcp_hook hook, __u32 ifindex,
 		bpf_map_update_elem(&emptcp_flows, &key, &init, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&emptcp_flows, &key);
 		if (!st) {
-			count(hook, EMPTCP_CNT_FLOW_MAP_FULL);
-			return;
+			emptcp_count(hook, EMPTCP_CNT_FLOW_MAP_FULL);
+			return NULL;
 		}
 	}
-	/* Per-CPU value: plain adds, no atomics needed. */
 	st->packets++;
 	st->bytes += wire_len - pkt->l3_off;
 	st->payload_bytes += payload;
 	st->last_seen_ns = bpf_ktime_get_ns();
+	return st;
 }
 
-static __emptcp_inline void entry(enum emptcp_hook hook, void *data, void *data_end,
-				  __u32 ifindex, __u64 wire_len)
+static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, void *data_end,
+				 __u32 ifindex, __u64 wire_len)
 {
+	struct emptcp_flow_stats *flow;
 	struct emptcp_pkt pkt;
 
-	count(hook, EMPTCP_CNT_SEEN);
+	emptcp_count(hook, EMPTCP_CNT_SEEN);
 	switch (emptcp_parse(data, data_end, &pkt)) {
 	case EMPTCP_PARSE_TCP:
 		break;
 	case EMPTCP_PARSE_NOT_TCP:
-		count(hook, EMPTCP_CNT_NOT_TCP);
-		return;
+		emptcp_count(hook, EMPTCP_CNT_NOT_TCP);
+		return EMPTCP_VERDICT_PASS;
 	case EMPTCP_PARSE_FRAGMENT:
-		count(hook, EMPTCP_CNT_FRAGMENT);
-		return;
+		emptcp_count(hook, EMPTCP_CNT_FRAGMENT);
+		return EMPTCP_VERDICT_PASS;
 	default:
-		count(hook, EMPTCP_CNT_MALFORMED);
-		return;
+		emptcp_count(hook, EMPTCP_CNT_MALFORMED);
+		return EMPTCP_VERDICT_PASS;
 	}
-	count(hook, EMPTCP_CNT_TCP);
+	emptcp_count(hook, EMPTCP_CNT_TCP);
 	if (pkt.mptcp_subtypes)
-		count(hook, EMPTCP_CNT_MPTCP);
-	account_flow(hook, ifindex, &pkt, wire_len);
+		emptcp_count(hook, EMPTCP_CNT_MPTCP);
+	flow = account_flow(hook, ifindex, &pkt, wire_len);
+	/* A constant: a generation without rules verifies no engine code. */
+	if (emptcp_cfg.n_shapes == 0)
+		return EMPTCP_VERDICT_PASS;
+	return emptcp_engine(ctx, hook, &pkt, flow);
 }
 
 SEC("xdp")
@@ -118,26 +114,34 @@ int emptcp_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	entry(EMPTCP_HOOK_XDP, data, data_end, ctx->ingress_ifindex, data_end - data);
+	if (entry(ctx, EMPTCP_HOOK_XDP, data, data_end, ctx->ingress_ifindex, data_end - data) ==
+	    EMPTCP_VERDICT_DROP)
+		return XDP_DROP;
 	return XDP_PASS;
 }
 
-/* The tc/ingress and tc/egress sections give the programs the tcx attach
- * types; the same programs also attach through clsact. */
+/* TC programs return TC_ACT_UNSPEC to pass: on a tcx hook that hands the
+ * packet to the next program, as if emptcp were not there. The tc/ingress
+ * and tc/egress sections give the programs the tcx attach types; the same
+ * programs also attach through clsact. */
+static __emptcp_inline int tc_entry(struct __sk_buff *skb, enum emptcp_hook hook)
+{
+	if (entry(skb, hook, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->ifindex,
+		  skb->len) == EMPTCP_VERDICT_DROP)
+		return TC_ACT_SHOT;
+	return TC_ACT_UNSPEC;
+}
+
 SEC("tc/ingress")
 int emptcp_tc_in(struct __sk_buff *skb)
 {
-	entry(EMPTCP_HOOK_TC_INGRESS, (void *)(long)skb->data, (void *)(long)skb->data_end,
-	      skb->ifindex, skb->len);
-	return TC_ACT_UNSPEC;
+	return tc_entry(skb, EMPTCP_HOOK_TC_INGRESS);
 }
 
 SEC("tc/egress")
 int emptcp_tc_eg(struct __sk_buff *skb)
 {
-	entry(EMPTCP_HOOK_TC_EGRESS, (void *)(long)skb->data, (void *)(long)skb->data_end,
-	      skb->ifindex, skb->len);
-	return TC_ACT_UNSPEC;
+	return tc_entry(skb, EMPTCP_HOOK_TC_EGRESS);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -45,7 +45,8 @@ struct emptcp_flow_key {
 };
 EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_flow_key) != 44);
 
-/* Per-CPU traffic counters of one flow key; user space sums the CPUs. */
+/* Per-CPU state of one flow key: traffic counters (user space sums the
+ * CPUs) and the memo of candidate rules for the current generation. */
 struct emptcp_flow_stats {
 	__u64 packets;
 	/* Bytes of IP packets (L3 and up); at TC one GSO skb counts in full. */
@@ -53,8 +54,11 @@ struct emptcp_flow_stats {
 	/* TCP payload bytes. */
 	__u64 payload_bytes;
 	__u64 last_seen_ns;
+	__u32 memo_generation;  /* 0: nothing remembered */
+	__u32 memo_n;           /* > EMPTCP_MEMO_MAX: overflow, classify per packet */
+	__u32 memo[8];          /* candidate rule ids, EMPTCP_MEMO_MAX */
 };
-EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_flow_stats) != 32);
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_flow_stats) != 72);
 
 /* Packet counters of an entry program, indexed by enum emptcp_entry_counter. */
 enum emptcp_entry_counter {
@@ -65,7 +69,138 @@ enum emptcp_entry_counter {
 	EMPTCP_CNT_TCP,          /* TCP packets parsed */
 	EMPTCP_CNT_MPTCP,        /* ... of which carry an MPTCP option */
 	EMPTCP_CNT_FLOW_MAP_FULL,/* flow stats update failed */
+	EMPTCP_CNT_NO_POLICY,    /* TCP, but no rule of this generation matched */
+	EMPTCP_CNT_MATCHED,      /* a rule matched and its action chain ran */
+	EMPTCP_CNT_MEMO_OVERFLOW,/* more candidate rules than a flow memo holds */
+	EMPTCP_CNT_MISSING_CHAIN,/* a rule named a chain this generation lacks: must stay 0 */
 	EMPTCP_CNT__MAX,
+};
+
+/*
+ * Policy engine configuration (docs/engine.md). One generation of one
+ * attachment is one loaded program whose .rodata holds struct emptcp_config:
+ * the verifier sees it as constants and prunes every operator, shape and
+ * chain the generation does not use.
+ */
+enum emptcp_limits {
+	EMPTCP_SHAPES_MAX = 8,      /* distinct flow-key shapes per generation */
+	EMPTCP_CHAINS_MAX = 16,     /* action chains per generation */
+	EMPTCP_CHAIN_OPS_MAX = 16,  /* operators per action chain */
+	EMPTCP_RULE_SLOTS = 4,      /* rules sharing one flow key in one shape */
+	EMPTCP_MEMO_MAX = 8,        /* candidate rules remembered per flow */
+	EMPTCP_OP_REASONS = 6,      /* skip/error reasons counted per operator */
+};
+
+/* Built-in operators of an action chain. */
+enum emptcp_op_kind {
+	EMPTCP_OP_NONE = 0,
+	EMPTCP_OP_COUNT = 1,     /* no effect beyond its hit counter */
+	EMPTCP_OP_SET_MARK = 2,  /* TC: skb->mark = arg32 */
+	EMPTCP_OP_DROP = 3,      /* drops the packet; ends the chain */
+	EMPTCP_OP__MAX,
+};
+
+struct emptcp_op {
+	__u32 kind;  /* enum emptcp_op_kind */
+	__u32 arg32;
+	__u64 arg64;
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_op) != 16);
+
+struct emptcp_chain {
+	__u32 len;
+	__u32 _pad;
+	struct emptcp_op ops[EMPTCP_CHAIN_OPS_MAX];
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_chain) != 8 + 16 * 16);
+
+/*
+ * Which flow-invariant fields a rule key compares. Local and remote follow
+ * the hook: at ingress hooks the packet's destination is local, at egress its
+ * source.
+ */
+struct emptcp_shape {
+	__u8 family;       /* AF_INET or AF_INET6 */
+	__u8 local_plen;   /* prefix length compared, 0 = any address */
+	__u8 remote_plen;
+	__u8 local_port;   /* 1 = compared */
+	__u8 remote_port;
+	__u8 _pad[3];
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_shape) != 8);
+
+struct emptcp_config {
+	__u32 abi_version;
+	__u32 generation;  /* > 0; flows remember rules per generation */
+	__u32 n_shapes;
+	__u32 n_chains;
+	struct emptcp_shape shapes[EMPTCP_SHAPES_MAX];
+	struct emptcp_chain chains[EMPTCP_CHAINS_MAX];
+};
+
+/* Key of emptcp_rules: the packet's fields masked by one shape. */
+struct emptcp_rule_key {
+	__u8 shape;
+	__u8 family;
+	__u16 _pad;
+	__be16 local_port;
+	__be16 remote_port;
+	__u8 local[16];
+	__u8 remote[16];
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_rule_key) != 40);
+
+/* Rules whose flow-invariant part is one key; rule ids rank rules: the lower
+ * id wins (priority, then file order). */
+struct emptcp_rule_set {
+	__u32 n;
+	__u32 ids[EMPTCP_RULE_SLOTS];
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_rule_set) != 20);
+
+/* Per-packet part of a rule, and its action chain. */
+struct emptcp_rule {
+	__u32 chain;
+	__u32 type_require;  /* enum emptcp_pkt_type bits that must all be set */
+	__u32 type_forbid;   /* bits that must all be clear */
+	__u32 _pad;
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_rule) != 16);
+
+/* Packet-type bits a rule tests: MPTCP subtypes carried, TCP flags, and
+ * derived facts. */
+enum emptcp_pkt_type {
+	EMPTCP_PT_MP_CAPABLE = 1 << 0,  /* bit n < 9: MPTCP subtype n carried */
+	EMPTCP_PT_MP_JOIN = 1 << 1,
+	EMPTCP_PT_DSS = 1 << 2,
+	EMPTCP_PT_ADD_ADDR = 1 << 3,
+	EMPTCP_PT_REMOVE_ADDR = 1 << 4,
+	EMPTCP_PT_MP_PRIO = 1 << 5,
+	EMPTCP_PT_MP_FAIL = 1 << 6,
+	EMPTCP_PT_MP_FASTCLOSE = 1 << 7,
+	EMPTCP_PT_MP_TCPRST = 1 << 8,
+	EMPTCP_PT_FIN = 1 << 16,        /* bits 16..23: TCP flags byte */
+	EMPTCP_PT_SYN = 1 << 17,
+	EMPTCP_PT_RST = 1 << 18,
+	EMPTCP_PT_PSH = 1 << 19,
+	EMPTCP_PT_ACK = 1 << 20,
+	EMPTCP_PT_URG = 1 << 21,
+	EMPTCP_PT_ECE = 1 << 22,
+	EMPTCP_PT_CWR = 1 << 23,
+	EMPTCP_PT_PAYLOAD = 1 << 24,    /* carries TCP payload */
+};
+
+/* Counters of one operator of one chain (per-CPU; user space sums). */
+struct emptcp_op_stats {
+	__u64 hits;
+	__u64 reasons[EMPTCP_OP_REASONS];  /* enum emptcp_op_reason */
+	__u64 _pad;
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_op_stats) != 64);
+
+enum emptcp_op_reason {
+	EMPTCP_REASON_WRONG_HOOK = 0,  /* the operator has no effect at this hook */
+	EMPTCP_REASON__MAX = EMPTCP_OP_REASONS,
 };
 
 #endif /* __EMPTCP_ABI_H */

@@ -5,7 +5,10 @@
 //! conversions for reading and writing map entries.
 
 pub use crate::skel::types::{
-    emptcp_abi, emptcp_entry_counter, emptcp_flow_key, emptcp_flow_stats, emptcp_hook,
+    emptcp_abi, emptcp_chain, emptcp_config, emptcp_entry_counter, emptcp_flow_key,
+    emptcp_flow_stats, emptcp_hook, emptcp_limits, emptcp_op, emptcp_op_kind, emptcp_op_reason,
+    emptcp_op_stats, emptcp_pkt_type, emptcp_rule, emptcp_rule_key, emptcp_rule_set, emptcp_shape,
+    rodata,
 };
 
 /// ABI version this library was built against (`EMPTCP_ABI_VERSION`).
@@ -20,8 +23,18 @@ pub unsafe trait Pod: Copy + Default {}
 
 // SAFETY: generated #[repr(C)] structs of integer fields (see abi.h).
 unsafe impl Pod for emptcp_flow_key {}
-// SAFETY: as above.
+// SAFETY: as above (abi.h: explicit padding fields, size assertions).
 unsafe impl Pod for emptcp_flow_stats {}
+// SAFETY: as above.
+unsafe impl Pod for emptcp_config {}
+// SAFETY: as above.
+unsafe impl Pod for emptcp_rule_key {}
+// SAFETY: as above.
+unsafe impl Pod for emptcp_rule_set {}
+// SAFETY: as above.
+unsafe impl Pod for emptcp_rule {}
+// SAFETY: as above.
+unsafe impl Pod for emptcp_op_stats {}
 // SAFETY: primitive integer.
 unsafe impl Pod for u32 {}
 // SAFETY: primitive integer.
@@ -53,7 +66,7 @@ mod tests {
     #[test]
     fn sizes_match_the_c_static_asserts() {
         assert_eq!(std::mem::size_of::<emptcp_flow_key>(), 44);
-        assert_eq!(std::mem::size_of::<emptcp_flow_stats>(), 32);
+        assert_eq!(std::mem::size_of::<emptcp_flow_stats>(), 72);
     }
 
     #[test]

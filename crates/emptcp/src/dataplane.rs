@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, Object, ObjectBuilder};
 use serde::Serialize;
 
-use crate::abi::{self, emptcp_flow_key, emptcp_flow_stats};
+use crate::abi::{self, emptcp_config, emptcp_flow_key, emptcp_flow_stats, emptcp_op_stats};
+use crate::policy::CompiledPolicy;
 use crate::{Error, ErrorKind, Hook, Result};
 
 /// The compiled entry object, embedded at build time.
 const ENTRY_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/emptcp.bpf.o"));
 
 /// Names of `enum emptcp_entry_counter`, in order.
-pub(crate) const ENTRY_COUNTER_NAMES: [&str; 7] = [
+pub(crate) const ENTRY_COUNTER_NAMES: [&str; 11] = [
     "seen",
     "not_tcp",
     "malformed",
@@ -22,26 +23,35 @@ pub(crate) const ENTRY_COUNTER_NAMES: [&str; 7] = [
     "tcp",
     "mptcp",
     "flow_map_full",
+    "no_policy",
+    "matched",
+    "memo_overflow",
+    "missing_chain",
 ];
 
 const FLOWS_MAP: &str = "emptcp_flows";
 const COUNTERS_MAP: &str = "emptcp_counters";
 
-/// A loaded emptcp data plane: the entry programs and their maps, and the
-/// attachments made from it. Dropping it detaches everything it attached.
+/// A loaded emptcp data plane: the entry programs of generation 0 (no rules:
+/// every packet passes), the maps all generations share (flows, counters),
+/// and the attachments made from it. Dropping it detaches everything it
+/// attached.
 pub struct Dataplane {
     obj: Object,
     attachments: Vec<Attachment>,
     load_time: Duration,
+    last_generation: u32,
 }
 
-/// One entry program attached to one interface.
+/// One entry program attached to one interface, running generation 0 or the
+/// generation last applied.
 pub struct Attachment {
     /// Interface index, in the namespace the attach ran in.
     pub ifindex: u32,
     /// The hook.
     pub hook: Hook,
     link: Link,
+    generation: Option<Generation>,
 }
 
 impl std::fmt::Debug for Attachment {
@@ -49,25 +59,49 @@ impl std::fmt::Debug for Attachment {
         f.debug_struct("Attachment")
             .field("ifindex", &self.ifindex)
             .field("hook", &self.hook)
+            .field("generation", &self.generation.as_ref().map(|g| g.number))
+            .finish()
+    }
+}
+
+impl Attachment {
+    /// The generation running (`None`: generation 0, no rules).
+    pub fn generation(&self) -> Option<&Generation> {
+        self.generation.as_ref()
+    }
+}
+
+/// One compiled policy set loaded as its own program instance, with its own
+/// rule maps; sharing the flow and counter maps of its [`Dataplane`].
+/// Applying it to an attachment publishes all of it with one
+/// `bpf_link_update` (docs/engine.md).
+pub struct Generation {
+    obj: Object,
+    number: u32,
+    policy: CompiledPolicy,
+    load_time: Duration,
+}
+
+impl std::fmt::Debug for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation")
+            .field("number", &self.number)
+            .field("hook", &self.policy.hook())
+            .field("rules", &self.policy.rule_count())
             .finish()
     }
 }
 
 impl Dataplane {
-    /// Loads (and verifies) the entry programs. Needs root.
+    /// Loads (and verifies) the entry programs of generation 0. Needs root.
     pub fn load() -> Result<Dataplane> {
         let started = Instant::now();
         let open = ObjectBuilder::default()
             .open_memory(ENTRY_OBJECT)
             .map_err(|e| Error::bpf("opening the emptcp entry object", e))?;
-        let obj = open.load().map_err(|e| {
-            let err = Error::bpf("loading the emptcp entry programs", e);
-            if err.kind() == ErrorKind::PermissionDenied {
-                err
-            } else {
-                err.with_kind(ErrorKind::Load)
-            }
-        })?;
+        let obj = open
+            .load()
+            .map_err(|e| load_error("loading the emptcp entry programs", e))?;
         let abi_version = read_abi_version(&obj)?;
         if abi_version != abi::ABI_VERSION {
             return Err(Error::new(
@@ -82,28 +116,127 @@ impl Dataplane {
             obj,
             attachments: Vec::new(),
             load_time: started.elapsed(),
+            last_generation: 0,
         })
     }
 
-    /// Attaches the entry program of `hook` to interface `ifindex` of the
-    /// calling thread's network namespace (see [`crate::netns::NetnsGuard`]).
+    /// Loads a compiled policy set as a new generation for its hook: a new
+    /// program instance whose `.rodata` is the compiled configuration, with
+    /// new rule maps filled from it, sharing this data plane's flow and
+    /// counter maps. Nothing runs it until [`Dataplane::apply`].
+    pub fn load_generation(&mut self, policy: &CompiledPolicy) -> Result<Generation> {
+        let started = Instant::now();
+        let hook = policy.hook();
+        let number = self.last_generation + 1;
+        let mut config = policy.config;
+        config.generation = number;
+
+        let mut open = ObjectBuilder::default()
+            .open_memory(ENTRY_OBJECT)
+            .map_err(|e| Error::bpf("opening the emptcp entry object", e))?;
+        for mut prog in open.progs_mut() {
+            prog.set_autoload(prog.name() == hook.program_name());
+        }
+        let sized = |n: usize| u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+        for mut map in open.maps_mut() {
+            let name = map.name().to_string_lossy().into_owned();
+            let set = |r: libbpf_rs::Result<()>| {
+                r.map_err(|e| Error::bpf(format!("preparing map {name}"), e))
+            };
+            match name.as_str() {
+                FLOWS_MAP | COUNTERS_MAP => set(map.reuse_fd(self.map(&name)?.as_fd()))?,
+                "emptcp_rules" => set(map.set_max_entries(sized(policy.rules.len())))?,
+                "emptcp_rule_info" | "emptcp_rule_hits" => {
+                    set(map.set_max_entries(sized(policy.rule_info.len())))?
+                }
+                n if n.ends_with(".rodata") => {
+                    let data = map.initial_value_mut().ok_or_else(|| {
+                        Error::new(ErrorKind::Load, "entry object has no .rodata data")
+                    })?;
+                    let bytes = abi::as_bytes(&config);
+                    if data.len() != bytes.len() {
+                        return Err(Error::new(
+                            ErrorKind::Load,
+                            format!(
+                                ".rodata is {} bytes, emptcp_config {}",
+                                data.len(),
+                                bytes.len()
+                            ),
+                        ));
+                    }
+                    data.copy_from_slice(bytes);
+                }
+                _ => {}
+            }
+        }
+        let obj = open
+            .load()
+            .map_err(|e| load_error(&format!("loading generation {number} for {hook}"), e))?;
+        let gen_maps = |name: &str| -> Result<libbpf_rs::Map<'_>> { find_map(&obj, name) };
+        let rules = gen_maps("emptcp_rules")?;
+        for (key, set) in &policy.rules {
+            rules
+                .update(abi::as_bytes(key), abi::as_bytes(set), MapFlags::NO_EXIST)
+                .map_err(|e| Error::bpf("filling emptcp_rules", e))?;
+        }
+        let info = gen_maps("emptcp_rule_info")?;
+        for (id, rule) in policy.rule_info.iter().enumerate() {
+            info.update(
+                &(id as u32).to_ne_bytes(),
+                abi::as_bytes(rule),
+                MapFlags::ANY,
+            )
+            .map_err(|e| Error::bpf("filling emptcp_rule_info", e))?;
+        }
+        self.last_generation = number;
+        tracing::info!(%hook, number, rules = policy.rule_count(), "generation loaded");
+        Ok(Generation {
+            obj,
+            number,
+            policy: policy.clone(),
+            load_time: started.elapsed(),
+        })
+    }
+
+    /// Makes `generation` the program of the attachment of its hook on
+    /// `ifindex`, with one `bpf_link_update`: every packet runs wholly under
+    /// the previous program or wholly under the new one. Returns the
+    /// generation it replaced (`None` for generation 0); its counters stay
+    /// readable while the caller keeps it.
+    pub fn apply(&mut self, ifindex: u32, generation: Generation) -> Result<Option<Generation>> {
+        let hook = generation.policy.hook();
+        let att = self
+            .attachments
+            .iter_mut()
+            .find(|a| a.hook == hook && a.ifindex == ifindex)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("no {hook} attachment on ifindex {ifindex}"),
+                )
+            })?;
+        let prog = find_program(&generation.obj, hook)?;
+        att.link.update_prog(&prog).map_err(|e| {
+            Error::bpf(
+                format!("replacing the {hook} program on ifindex {ifindex}"),
+                e,
+            )
+        })?;
+        tracing::info!(%hook, ifindex, generation = generation.number, "generation applied");
+        Ok(att.generation.replace(generation))
+    }
+
+    /// Attaches the entry program of `hook` (generation 0) to interface
+    /// `ifindex` of the calling thread's network namespace (see
+    /// [`crate::netns::NetnsGuard`]).
     ///
     /// TC hooks use tcx links, which sit beside other programs on the device
     /// and never touch qdiscs; XDP uses an XDP link (driver mode where the
     /// device has it), which the kernel refuses when another program is
     /// already attached.
     pub fn attach(&mut self, hook: Hook, ifindex: u32) -> Result<&Attachment> {
-        let prog = self
-            .obj
-            .progs_mut()
-            .find(|p| p.name() == hook.program_name())
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Load,
-                    format!("no program {}", hook.program_name()),
-                )
-            })?;
-        let what = || format!("attaching {} program on ifindex {ifindex}", hook);
+        let prog = find_program(&self.obj, hook)?;
+        let what = || format!("attaching {hook} program on ifindex {ifindex}");
         let ifindex_c = i32::try_from(ifindex)
             .map_err(|_| Error::new(ErrorKind::NotFound, format!("{}: bad ifindex", what())))?;
         let link = match hook {
@@ -135,6 +268,7 @@ impl Dataplane {
             ifindex,
             hook,
             link,
+            generation: None,
         });
         Ok(self.attachments.last().expect("just pushed"))
     }
@@ -164,33 +298,9 @@ impl Dataplane {
         self.load_time
     }
 
-    /// What the kernel reports about the loaded entry program of `hook`.
+    /// What the kernel reports about the generation-0 entry program of `hook`.
     pub fn program_info(&self, hook: Hook) -> Result<ProgramInfo> {
-        let prog = self.program(hook)?;
-        let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
-        let mut len = std::mem::size_of_val(&info) as u32;
-        // SAFETY: info is a valid bpf_prog_info of len bytes; the kernel
-        // fills at most len bytes and leaves the array pointers (null) alone.
-        let rc = unsafe {
-            libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(
-                prog.as_fd().as_raw_fd(),
-                &mut info,
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(Error::io(
-                format!("querying {}", hook.program_name()),
-                std::io::Error::from_raw_os_error(-rc),
-            ));
-        }
-        Ok(ProgramInfo {
-            name: hook.program_name(),
-            id: info.id,
-            verified_insns: info.verified_insns,
-            xlated_insns: info.xlated_prog_len / 8,
-            jited_bytes: info.jited_prog_len,
-        })
+        program_info(&find_program(&self.obj, hook)?, hook)
     }
 
     /// The attachments made so far.
@@ -203,20 +313,12 @@ impl Dataplane {
         let map = self.map(FLOWS_MAP)?;
         let mut out = Vec::new();
         for key_bytes in map.keys() {
-            let Some(per_cpu) = map
-                .lookup_percpu(&key_bytes, MapFlags::ANY)
-                .map_err(|e| Error::bpf("reading emptcp_flows", e))?
-            else {
-                continue; // evicted between keys() and lookup
-            };
             let Some(key) = abi::from_bytes::<emptcp_flow_key>(&key_bytes) else {
                 continue;
             };
+            let per_cpu: Vec<emptcp_flow_stats> = lookup_percpu(&map, &key_bytes)?;
             let mut total = FlowStats::default();
-            for cpu in per_cpu
-                .iter()
-                .filter_map(|v| abi::from_bytes::<emptcp_flow_stats>(v))
-            {
+            for cpu in per_cpu {
                 total.packets += cpu.packets;
                 total.bytes += cpu.bytes;
                 total.payload_bytes += cpu.payload_bytes;
@@ -233,66 +335,220 @@ impl Dataplane {
         let mut out = EntryCounters::default();
         for (i, name) in ENTRY_COUNTER_NAMES.iter().enumerate() {
             let idx = hook.abi().0 * ENTRY_COUNTER_NAMES.len() as u32 + i as u32;
-            let per_cpu = map
-                .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
-                .map_err(|e| Error::bpf("reading emptcp_counters", e))?
-                .unwrap_or_default();
-            let sum = per_cpu
-                .iter()
-                .filter_map(|v| abi::from_bytes::<u64>(v))
-                .sum();
+            let sum = lookup_percpu::<u64>(&map, &idx.to_ne_bytes())?.iter().sum();
             out.0.insert(name, sum);
         }
         Ok(out)
     }
 
-    /// Runs one packet through the entry program of `hook` with
+    /// Runs one packet through the generation-0 entry program of `hook` with
     /// BPF_PROG_TEST_RUN: the real loaded program and maps, no attachment.
     /// State the program keeps (flow stats, counters) carries over between
     /// calls as it would on a live hook.
     pub fn test_run(&self, hook: Hook, packet: &[u8]) -> Result<TestRun> {
-        let prog = self.program(hook)?;
-        // Room for programs that grow the packet (options inserted).
-        let mut out = vec![0u8; packet.len() + 256];
-        let input = libbpf_rs::ProgramInput {
-            data_in: Some(packet),
-            data_out: Some(&mut out),
-            ..Default::default()
-        };
-        let res = prog
-            .test_run(input)
-            .map_err(|e| Error::bpf(format!("test run of {}", hook.program_name()), e))?;
-        let len = res.data.as_ref().map_or(0, |d| d.len());
-        let verdict = res.return_value;
-        let duration = res.duration;
-        out.truncate(len);
-        Ok(TestRun {
-            verdict,
-            packet: out,
-            duration,
-        })
-    }
-
-    // libbpf-rs offers test_run and attach only on ProgramMut, which
-    // Object::progs_mut hands out from &self.
-    fn program(&self, hook: Hook) -> Result<libbpf_rs::ProgramMut<'_>> {
-        self.obj
-            .progs_mut()
-            .find(|p| p.name() == hook.program_name())
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Load,
-                    format!("no program {}", hook.program_name()),
-                )
-            })
+        test_run(&find_program(&self.obj, hook)?, hook, packet)
     }
 
     fn map(&self, name: &str) -> Result<libbpf_rs::Map<'_>> {
-        self.obj
-            .maps()
-            .find(|m| m.name() == name)
-            .ok_or_else(|| Error::new(ErrorKind::Load, format!("entry object has no map {name}")))
+        find_map(&self.obj, name)
     }
+}
+
+impl Generation {
+    /// The generation number (1 and up; unique within its [`Dataplane`]).
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// The compiled policy set it runs.
+    pub fn policy(&self) -> &CompiledPolicy {
+        &self.policy
+    }
+
+    /// Wall time of loading it: open, verify, fill the rule maps.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// Runs one packet through this generation's program (see
+    /// [`Dataplane::test_run`]).
+    pub fn test_run(&self, packet: &[u8]) -> Result<TestRun> {
+        let hook = self.policy.hook();
+        test_run(&find_program(&self.obj, hook)?, hook, packet)
+    }
+
+    /// What the kernel reports about this generation's program.
+    pub fn program_info(&self) -> Result<ProgramInfo> {
+        let hook = self.policy.hook();
+        program_info(&find_program(&self.obj, hook)?, hook)
+    }
+
+    /// Packets each policy's rules won, by policy name, in set order.
+    pub fn policy_hits(&self) -> Result<Vec<(String, u64)>> {
+        let map = find_map(&self.obj, "emptcp_rule_hits")?;
+        let names = self.policy.policy_names();
+        let mut hits = vec![0u64; names.len()];
+        for id in 0..self.policy.rule_count() as u32 {
+            let n: u64 = lookup_percpu::<u64>(&map, &id.to_ne_bytes())?.iter().sum();
+            if let Some(p) = self.policy.policy_of_rule(id) {
+                hits[p] += n;
+            }
+        }
+        Ok(names.iter().cloned().zip(hits).collect())
+    }
+
+    /// Counters of each operator of chain slot `chain`, summed over CPUs.
+    pub fn op_stats(&self, chain: u32) -> Result<Vec<OpStats>> {
+        let map = find_map(&self.obj, "emptcp_op_stats")?;
+        let len = self
+            .policy
+            .config
+            .chains
+            .get(chain as usize)
+            .map_or(0, |c| c.len);
+        let ops_max = crate::policy::limits::CHAIN_OPS as u32;
+        (0..len)
+            .map(|op| {
+                let idx = chain * ops_max + op;
+                let mut total = OpStats::default();
+                for cpu in lookup_percpu::<emptcp_op_stats>(&map, &idx.to_ne_bytes())? {
+                    total.hits += cpu.hits;
+                    for (t, c) in total.reasons.iter_mut().zip(cpu.reasons) {
+                        *t += c;
+                    }
+                }
+                Ok(total)
+            })
+            .collect()
+    }
+}
+
+/// Counters of one operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OpStats {
+    /// Packets the operator ran on.
+    pub hits: u64,
+    /// Packets it could not act on, by `enum emptcp_op_reason`.
+    pub reasons: [u64; 6],
+}
+
+/// A refused load: EPERM is a missing capability; anything else (EACCES,
+/// EINVAL, E2BIG) is the verifier's refusal, logged by libbpf above.
+fn load_error(what: &str, e: libbpf_rs::Error) -> Error {
+    let eperm = e.to_string().contains("os error 1)");
+    let err = Error::bpf(what.to_owned(), e);
+    if eperm {
+        err.with_kind(ErrorKind::PermissionDenied)
+    } else {
+        err.with_kind(ErrorKind::Load)
+    }
+}
+
+fn find_map<'o>(obj: &'o Object, name: &str) -> Result<libbpf_rs::Map<'o>> {
+    obj.maps()
+        .find(|m| m.name() == name)
+        .ok_or_else(|| Error::new(ErrorKind::Load, format!("entry object has no map {name}")))
+}
+
+// libbpf-rs offers test_run and attach only on ProgramMut, which
+// Object::progs_mut hands out from &self.
+fn find_program(obj: &Object, hook: Hook) -> Result<libbpf_rs::ProgramMut<'_>> {
+    obj.progs_mut()
+        .find(|p| p.name() == hook.program_name())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Load,
+                format!("no program {}", hook.program_name()),
+            )
+        })
+}
+
+/// Per-CPU values of `key` (empty when absent), decoded.
+fn lookup_percpu<T: abi::Pod>(map: &libbpf_rs::Map<'_>, key: &[u8]) -> Result<Vec<T>> {
+    let name = map.name().to_string_lossy().into_owned();
+    let values = map
+        .lookup_percpu(key, MapFlags::ANY)
+        .map_err(|e| Error::bpf(format!("reading {name}"), e))?
+        .unwrap_or_default();
+    Ok(values
+        .iter()
+        .filter_map(|v| abi::from_bytes::<T>(v))
+        .collect())
+}
+
+fn program_info(prog: &libbpf_rs::ProgramMut<'_>, hook: Hook) -> Result<ProgramInfo> {
+    let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of_val(&info) as u32;
+    // SAFETY: info is a valid bpf_prog_info of len bytes; the kernel fills at
+    // most len bytes and leaves the array pointers (null) alone.
+    let rc = unsafe {
+        libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(
+            prog.as_fd().as_raw_fd(),
+            &mut info,
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(Error::io(
+            format!("querying {}", hook.program_name()),
+            std::io::Error::from_raw_os_error(-rc),
+        ));
+    }
+    Ok(ProgramInfo {
+        name: hook.program_name(),
+        id: info.id,
+        verified_insns: info.verified_insns,
+        xlated_insns: info.xlated_prog_len / 8,
+        jited_bytes: info.jited_prog_len,
+    })
+}
+
+/// Offset of `mark` in `struct __sk_buff` (uapi: len, pkt_type, mark).
+const SKB_MARK_OFFSET: usize = 8;
+
+fn test_run(prog: &libbpf_rs::ProgramMut<'_>, hook: Hook, packet: &[u8]) -> Result<TestRun> {
+    // Room for programs that grow the packet (options inserted).
+    let mut out = vec![0u8; packet.len() + 256];
+    let skb_size = std::mem::size_of::<crate::skel::types::__sk_buff>();
+    let (mut ctx_in, mut ctx_out) = (vec![0u8; skb_size], vec![0u8; skb_size]);
+    let tc = hook != Hook::Xdp;
+    let input = libbpf_rs::ProgramInput {
+        data_in: Some(packet),
+        data_out: Some(&mut out),
+        context_in: tc.then_some(&mut ctx_in[..]),
+        context_out: tc.then_some(&mut ctx_out[..]),
+        ..Default::default()
+    };
+    let res = prog
+        .test_run(input)
+        .map_err(|e| Error::bpf(format!("test run of {}", hook.program_name()), e))?;
+    let len = res.data.as_ref().map_or(0, |d| d.len());
+    let verdict = res.return_value;
+    let duration = res.duration;
+    let mark = res.context.as_ref().and_then(|c| {
+        c.get(SKB_MARK_OFFSET..SKB_MARK_OFFSET + 4)
+            .and_then(abi::from_bytes::<u32>)
+    });
+    out.truncate(len);
+    Ok(TestRun {
+        verdict,
+        packet: out,
+        duration,
+        mark,
+    })
+}
+
+/// `.rodata` holds one variable, `emptcp_cfg` (bpf/lib/engine.h); the
+/// generated `rodata` type says so, and this checks it.
+fn config_from_rodata(bytes: &[u8]) -> Result<emptcp_config> {
+    const _: () =
+        assert!(std::mem::size_of::<abi::rodata>() == std::mem::size_of::<emptcp_config>());
+    abi::from_bytes::<emptcp_config>(bytes).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Load,
+            format!(".rodata is {} bytes, expected emptcp_config", bytes.len()),
+        )
+    })
 }
 
 fn read_abi_version(obj: &Object) -> Result<u32> {
@@ -304,11 +560,7 @@ fn read_abi_version(obj: &Object) -> Result<u32> {
         .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
         .map_err(|e| Error::bpf("reading .rodata", e))?
         .unwrap_or_default();
-    // abi_version is the first member of emptcp_abi_info, the only .rodata variable.
-    bytes
-        .get(..4)
-        .and_then(abi::from_bytes::<u32>)
-        .ok_or_else(|| Error::new(ErrorKind::Load, ".rodata too short"))
+    Ok(config_from_rodata(&bytes)?.abi_version)
 }
 
 /// Size and verification cost of a loaded program.
@@ -335,6 +587,8 @@ pub struct TestRun {
     pub packet: Vec<u8>,
     /// Kernel-reported run time.
     pub duration: std::time::Duration,
+    /// The skb mark after the run (TC hooks).
+    pub mark: Option<u32>,
 }
 
 /// One direction of a TCP flow at one attachment.

@@ -11,11 +11,13 @@ mod dataplane;
 mod error;
 mod hook;
 pub mod netns;
+pub mod policy;
 #[doc(hidden)]
 pub mod testing;
 
 pub use dataplane::{
-    Attachment, Dataplane, EntryCounters, FlowKey, FlowStats, ProgramInfo, TestRun,
+    Attachment, Dataplane, EntryCounters, FlowKey, FlowStats, Generation, OpStats, ProgramInfo,
+    TestRun,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use hook::Hook;

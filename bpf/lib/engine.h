@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The policy engine of the entry programs (docs/engine.md).
+ *
+ * One generation of one attachment is one loaded program: its .rodata
+ * (emptcp_cfg) holds the shapes of the rule keys and the action chains, which
+ * the verifier sees as constants, so only what the generation uses is
+ * verified and kept. Rules (emptcp_rules, emptcp_rule_info) are maps of that
+ * program instance: a new generation brings new maps, and replacing the
+ * attached program with one bpf_link_update publishes all of it at once.
+ *
+ * A packet's policy: the rules whose flow-invariant key matches (one hash
+ * lookup per shape, remembered per flow and generation) and whose packet-type
+ * test passes; the lowest rule id wins (the control plane numbers rules by
+ * priority, then file order). Exactly one action chain runs.
+ */
+#ifndef __EMPTCP_LIB_ENGINE_H
+#define __EMPTCP_LIB_ENGINE_H
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+#include <emptcp/abi.h>
+#include <emptcp/parse.h>
+
+#include "counters.h"
+
+/* Written by the control plane before load (never changes afterwards). */
+const volatile struct emptcp_config emptcp_cfg = { .abi_version = EMPTCP_ABI_VERSION };
+
+/* Sized by the control plane before load; no prealloc, so a generation
+ * with few rules costs little memory. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1);
+	__type(key, struct emptcp_rule_key);
+	__type(value, struct emptcp_rule_set);
+} emptcp_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct emptcp_rule);
+} emptcp_rule_info SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} emptcp_rule_hits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EMPTCP_CHAINS_MAX * EMPTCP_CHAIN_OPS_MAX);
+	__type(key, __u32);
+	__type(value, struct emptcp_op_stats);
+} emptcp_op_stats SEC(".maps");
+
+/* Verdict of an action chain. */
+enum emptcp_verdict {
+	EMPTCP_VERDICT_PASS = 0,
+	EMPTCP_VERDICT_DROP,
+};
+
+static __emptcp_inline __u32 emptcp_pkt_types(const struct emptcp_pkt *pkt)
+{
+	__u32 types = pkt->mptcp_subtypes & 0x1ff;
+
+	types |= (__u32)pkt->tcp_flags << 16;
+	if ((__u32)pkt->l3_off + pkt->l3_len > pkt->payload_off)
+		types |= EMPTCP_PT_PAYLOAD;
+	return types;
+}
+
+/* Network-order mask of the first `plen` bits of 32-bit word `w` of an
+ * address. */
+static __emptcp_inline __u32 __emptcp_prefix_word(__u32 plen, __u32 w)
+{
+	if (plen >= 32 * (w + 1))
+		return 0xffffffff;
+	if (plen <= 32 * w)
+		return 0;
+	return bpf_htonl(0xffffffff << (32 - (plen - 32 * w)));
+}
+
+static __emptcp_inline void __emptcp_mask_addr(__u8 *out, const __u8 *in, __u32 plen)
+{
+	__u32 *o = (__u32 *)out;
+	const __u32 *i = (const __u32 *)in;
+	int w;
+
+#pragma unroll
+	for (w = 0; w < 4; w++)
+		o[w] = i[w] & __emptcp_prefix_word(plen, w);
+}
+
+/* Every candidate a packet can have: one rule set per shape. */
+#define EMPTCP_CANDS_MAX (EMPTCP_SHAPES_MAX * EMPTCP_RULE_SLOTS)
+EMPTCP_BUILD_BUG_ON(EMPTCP_CANDS_MAX & (EMPTCP_CANDS_MAX - 1));
+EMPTCP_BUILD_BUG_ON(EMPTCP_MEMO_MAX > EMPTCP_CANDS_MAX);
+
+/*
+ * Collects the ids of rules whose flow-invariant key matches into
+ * cands[EMPTCP_CANDS_MAX] and returns how many there are.
+ */
+static __emptcp_inline __u32 emptcp_classify(const struct emptcp_pkt *pkt, int ingress,
+					     __u32 *cands)
+{
+	const __u8 *local = ingress ? pkt->daddr : pkt->saddr;
+	const __u8 *remote = ingress ? pkt->saddr : pkt->daddr;
+	__be16 lport = ingress ? pkt->dport : pkt->sport;
+	__be16 rport = ingress ? pkt->sport : pkt->dport;
+	__u32 n = 0, s, j;
+
+#pragma unroll
+	for (s = 0; s < EMPTCP_SHAPES_MAX; s++) {
+		struct emptcp_rule_key key = {};
+		struct emptcp_rule_set *set;
+
+		if (s >= emptcp_cfg.n_shapes)
+			break;
+		if (emptcp_cfg.shapes[s].family != pkt->family)
+			continue;
+		key.shape = s;
+		key.family = pkt->family;
+		if (emptcp_cfg.shapes[s].local_port)
+			key.local_port = lport;
+		if (emptcp_cfg.shapes[s].remote_port)
+			key.remote_port = rport;
+		__emptcp_mask_addr(key.local, local, emptcp_cfg.shapes[s].local_plen);
+		__emptcp_mask_addr(key.remote, remote, emptcp_cfg.shapes[s].remote_plen);
+		set = bpf_map_lookup_elem(&emptcp_rules, &key);
+		if (!set)
+			continue;
+#pragma unroll
+		for (j = 0; j < EMPTCP_RULE_SLOTS; j++) {
+			if (j >= set->n)
+				break;
+			cands[n & (EMPTCP_CANDS_MAX - 1)] = set->ids[j];
+			n++;
+		}
+	}
+	return n;
+}
+
+/* The winning rule among candidates for this packet's types: the lowest id
+ * whose type test passes. Returns its rule or NULL. */
+static __emptcp_inline const struct emptcp_rule *
+emptcp_select(const __u32 *cands, __u32 n, __u32 types, __u32 *winner)
+{
+	const struct emptcp_rule *best = NULL;
+	__u32 k, best_id = 0xffffffff;
+
+	for (k = 0; k < EMPTCP_CANDS_MAX; k++) {
+		const struct emptcp_rule *r;
+		__u32 id;
+
+		if (k >= n)
+			break;
+		id = cands[k];
+		r = bpf_map_lookup_elem(&emptcp_rule_info, &id);
+		if (!r || id >= best_id)
+			continue;
+		if ((types & r->type_require) != r->type_require || (types & r->type_forbid))
+			continue;
+		best = r;
+		best_id = id;
+	}
+	*winner = best_id;
+	return best;
+}
+
+static __emptcp_inline struct emptcp_op_stats *__emptcp_op_stats(__u32 chain, __u32 op)
+{
+	__u32 idx = chain * EMPTCP_CHAIN_OPS_MAX + op;
+
+	return bpf_map_lookup_elem(&emptcp_op_stats, &idx);
+}
+
+/*
+ * Runs action chain `c` (a constant: each chain is its own unrolled copy, so
+ * every operator kind below is a constant the verifier resolves).
+ */
+static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook, __u32 c)
+{
+	__u32 i;
+
+#pragma unroll
+	for (i = 0; i < EMPTCP_CHAIN_OPS_MAX; i++) {
+		struct emptcp_op_stats *st;
+		__u32 kind;
+
+		if (i >= emptcp_cfg.chains[c].len)
+			break;
+		kind = emptcp_cfg.chains[c].ops[i].kind;
+		st = __emptcp_op_stats(c, i);
+		if (st)
+			st->hits++;
+		switch (kind) {
+		case EMPTCP_OP_COUNT:
+			break;
+		case EMPTCP_OP_SET_MARK:
+			if (hook == EMPTCP_HOOK_XDP) {
+				if (st)
+					st->reasons[EMPTCP_REASON_WRONG_HOOK]++;
+				break;
+			}
+			((struct __sk_buff *)ctx)->mark = emptcp_cfg.chains[c].ops[i].arg32;
+			break;
+		case EMPTCP_OP_DROP:
+			return EMPTCP_VERDICT_DROP;
+		default:
+			break;
+		}
+	}
+	return EMPTCP_VERDICT_PASS;
+}
+
+/* Dispatches to the chain a rule names; the switch over constants keeps each
+ * chain's operators constant (see emptcp_run_ops). */
+static __emptcp_inline int emptcp_run_chain(void *ctx, enum emptcp_hook hook, __u32 chain,
+					    int *missing)
+{
+	__u32 c;
+
+#pragma unroll
+	for (c = 0; c < EMPTCP_CHAINS_MAX; c++) {
+		if (c >= emptcp_cfg.n_chains)
+			break;
+		if (c == chain)
+			return emptcp_run_ops(ctx, hook, c);
+	}
+	*missing = 1;
+	return EMPTCP_VERDICT_PASS;
+}
+
+/*
+ * Chooses and runs the action chain of a TCP packet. `flow` is the packet's
+ * per-CPU flow entry (NULL when the flow table refused it: then nothing is
+ * remembered). Returns an enum emptcp_verdict and counts what happened.
+ */
+static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook,
+					 const struct emptcp_pkt *pkt,
+					 struct emptcp_flow_stats *flow)
+{
+	__u32 cands[EMPTCP_CANDS_MAX], n, winner, k;
+	const struct emptcp_rule *rule;
+	int missing = 0, verdict;
+	__u64 *hits;
+
+	if (flow && flow->memo_generation == emptcp_cfg.generation &&
+	    flow->memo_n <= EMPTCP_MEMO_MAX) {
+		/* Copied to the stack so that one selection loop, bounded by
+		 * the stack array, serves both cases: clang 14 turns `k < n`
+		 * into `k != n`, and the verifier then cannot bound a loop over
+		 * the shorter memo ("invalid access to map value", kernel 6.18). */
+		n = flow->memo_n;
+#pragma unroll
+		for (k = 0; k < EMPTCP_MEMO_MAX; k++)
+			if (k < n)
+				cands[k] = flow->memo[k];
+	} else {
+		n = emptcp_classify(pkt, hook != EMPTCP_HOOK_TC_EGRESS, cands);
+		if (flow) {
+			flow->memo_generation = emptcp_cfg.generation;
+			flow->memo_n = n;
+#pragma unroll
+			for (k = 0; k < EMPTCP_MEMO_MAX; k++)
+				if (k < n)
+					flow->memo[k] = cands[k];
+		}
+		if (n > EMPTCP_MEMO_MAX)
+			emptcp_count(hook, EMPTCP_CNT_MEMO_OVERFLOW);
+	}
+	rule = emptcp_select(cands, n, emptcp_pkt_types(pkt), &winner);
+	if (!rule) {
+		emptcp_count(hook, EMPTCP_CNT_NO_POLICY);
+		return EMPTCP_VERDICT_PASS;
+	}
+	hits = bpf_map_lookup_elem(&emptcp_rule_hits, &winner);
+	if (hits)
+		(*hits)++;
+	verdict = emptcp_run_chain(ctx, hook, rule->chain, &missing);
+	emptcp_count(hook, missing ? EMPTCP_CNT_MISSING_CHAIN : EMPTCP_CNT_MATCHED);
+	return verdict;
+}
+
+#endif /* __EMPTCP_LIB_ENGINE_H */
