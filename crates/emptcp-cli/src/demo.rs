@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use emptcp::netns::NetnsGuard;
+use emptcp::policy::{
+    Action, ActionChain, Combine, PacketType, Policy, PolicySet, Prefix, Selector, SelectorChain,
+    SelectorKind,
+};
 use emptcp::{Dataplane, FlowKey, FlowStats, Hook};
 use emptcp_testbed::presets::{self, TwoPath, TwoPathOpts};
 use emptcp_testbed::traffic::{self, TransferOpts, TransferReport};
@@ -77,6 +81,85 @@ struct DemoReport {
     throughput_mbps: f64,
     subflows: Vec<SubflowRow>,
     emptcp_counters: Vec<(String, emptcp::EntryCounters)>,
+    policies: Vec<PolicyRow>,
+}
+
+/// What one policy did, summed over the router's attachments.
+#[derive(Serialize)]
+struct PolicyRow {
+    name: String,
+    actions: String,
+    packets: u64,
+}
+
+/// The demo's policies, as a researcher would write them: count what each
+/// path carries, and (at TC) mark path 2's packets for policy routing;
+/// MP_JOIN SYNs are picked out first, whichever path they take.
+fn demo_policy(hook: Hook, family: Family) -> PolicySet {
+    let path_prefix = |path: u8| -> Prefix {
+        let s = match family {
+            Family::V4 => format!("10.77.{path}.0/24"),
+            Family::V6 => format!("fd77:{path}::/64"),
+        };
+        s.parse().expect("valid demo prefix")
+    };
+    let mut sc = SelectorChain::new();
+    sc.add(SelectorKind::PacketType, Combine::And)
+        .add(SelectorKind::Src, Combine::Or);
+    let mut joins = Policy::new("mp_join_syns", chain(&[Action::Count]));
+    joins
+        .select(0, Selector::PacketType(vec![PacketType::MpJoinSyn]))
+        .priority(10);
+    let mut path1 = Policy::new("path1", chain(&[Action::Count]));
+    path1.select(1, Selector::Src(path_prefix(1)));
+    let path2_actions: &[Action] = if hook == Hook::Xdp {
+        &[Action::Count]
+    } else {
+        &[Action::Count, Action::SetMark(2)]
+    };
+    let mut path2 = Policy::new("path2", chain(path2_actions));
+    path2.select(1, Selector::Src(path_prefix(2)));
+    PolicySet {
+        selectors: sc,
+        policies: vec![joins, path1, path2],
+    }
+}
+
+fn chain(actions: &[Action]) -> ActionChain {
+    let mut c = ActionChain::new();
+    for a in actions {
+        c.add(*a);
+    }
+    c
+}
+
+fn policy_report(dp: &Dataplane) -> Result<Vec<PolicyRow>> {
+    let mut rows: Vec<PolicyRow> = Vec::new();
+    for att in dp.attachments() {
+        let Some(g) = att.generation() else { continue };
+        for (name, packets) in g.policy_hits()? {
+            match rows.iter_mut().find(|r| r.name == name) {
+                Some(r) => r.packets += packets,
+                None => rows.push(PolicyRow {
+                    name,
+                    actions: String::new(),
+                    packets,
+                }),
+            }
+        }
+        for (i, row) in rows.iter_mut().enumerate() {
+            if let Some(slot) = g.policy().chain_of(i) {
+                let names: Vec<&str> = g
+                    .policy()
+                    .chain_actions(slot)
+                    .iter()
+                    .map(|a| a.name())
+                    .collect();
+                row.actions = names.join(" -> ");
+            }
+        }
+    }
+    Ok(rows)
 }
 
 #[derive(Serialize)]
@@ -117,12 +200,17 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         Hook::TcIngress | Hook::Xdp => [tb.ifaces.r1, tb.ifaces.r2],
         Hook::TcEgress => [tb.ifaces.r3, tb.ifaces.r4],
     };
+    let policy = demo_policy(args.hook, family)
+        .compile(args.hook)
+        .context("compiling the demo policy")?;
     {
         let _in_router = NetnsGuard::enter(&tb.router.netns_path())?;
         for iface in ifaces {
             let ifindex = tb.router_ifindex(iface)?;
             dp.attach(args.hook, ifindex)
                 .with_context(|| format!("attaching to {iface} on the router"))?;
+            let generation = dp.load_generation(&policy)?;
+            dp.apply(ifindex, generation)?;
         }
     }
 
@@ -144,7 +232,8 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
 
     let flows = dp.flow_stats()?;
     let counters = ifaces_counters(&dp, args.hook)?;
-    let report = build_report(args, &tb, &transfer, &flows, counters)?;
+    let mut report = build_report(args, &tb, &transfer, &flows, counters)?;
+    report.policies = policy_report(&dp)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -228,6 +317,7 @@ fn build_report(
         throughput_mbps: t.sender.throughput_bps / 1e6,
         subflows,
         emptcp_counters,
+        policies: Vec::new(),
     })
 }
 
@@ -269,6 +359,11 @@ fn print_report(r: &DemoReport) {
             s.emptcp_packets,
             s.throughput_mbps
         );
+    }
+    println!();
+    println!("{:<14} {:<22} {:>10}", "policy", "actions", "packets");
+    for p in &r.policies {
+        println!("{:<14} {:<22} {:>10}", p.name, p.actions, p.packets);
     }
     println!();
     for (hook, c) in &r.emptcp_counters {

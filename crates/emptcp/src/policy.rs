@@ -535,6 +535,8 @@ pub struct CompiledPolicy {
     pub(crate) policy_names: Vec<String>,
     /// Chain slot of each policy.
     pub(crate) policy_chain: Vec<u32>,
+    /// The distinct action chains, by slot.
+    pub(crate) chains: Vec<ActionChain>,
 }
 
 impl CompiledPolicy {
@@ -566,6 +568,11 @@ impl CompiledPolicy {
     /// The chain slot a policy runs.
     pub fn chain_of(&self, policy: usize) -> Option<u32> {
         self.policy_chain.get(policy).copied()
+    }
+
+    /// The actors of chain slot `slot`.
+    pub fn chain_actions(&self, slot: u32) -> &[Action] {
+        self.chains.get(slot as usize).map_or(&[], |c| c.actions())
     }
 
     /// The policy a rule id belongs to.
@@ -891,6 +898,7 @@ impl PolicySet {
             rule_policy,
             policy_names: self.policies.iter().map(|p| p.name.clone()).collect(),
             policy_chain,
+            chains: chains.into_iter().cloned().collect(),
         })
     }
 }
