@@ -40,6 +40,7 @@ struct emptcp_abi_anchor {
 	enum emptcp_op_kind op;
 	enum emptcp_pkt_type pkt_type;
 	enum emptcp_op_reason reason;
+	enum emptcp_plugin_verdict plugin;
 };
 struct emptcp_abi_anchor emptcp_abi_anchor __attribute__((unused));
 
@@ -124,8 +125,21 @@ int emptcp_xdp(struct xdp_md *ctx)
  * packet to the next program, as if emptcp were not there. The tc/ingress
  * and tc/egress sections give the programs the tcx attach types; the same
  * programs also attach through clsact. */
+/* Headers the parser may need: Ethernet, two VLAN tags, IPv6 with a few
+ * extension headers, TCP with 40 bytes of options. */
+#define EMPTCP_PULL_LEN 256
+
 static __emptcp_inline int tc_entry(struct __sk_buff *skb, enum emptcp_hook hook)
 {
+	__u32 linear = skb->data_end - skb->data;
+
+	/* Direct packet access sees only the linear part of an skb; a driver
+	 * or a tunnel may leave headers in fragments. Pulling them in costs a
+	 * helper call, so only when the linear part is short of both the packet
+	 * and the header budget. A failed pull leaves the packet as it was: the
+	 * parser then counts it as malformed and passes it. */
+	if (linear < skb->len && linear < EMPTCP_PULL_LEN)
+		bpf_skb_pull_data(skb, skb->len < EMPTCP_PULL_LEN ? skb->len : EMPTCP_PULL_LEN);
 	if (entry(skb, hook, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->ifindex,
 		  skb->len) == EMPTCP_VERDICT_DROP)
 		return TC_ACT_SHOT;
@@ -142,6 +156,32 @@ SEC("tc/egress")
 int emptcp_tc_eg(struct __sk_buff *skb)
 {
 	return tc_entry(skb, EMPTCP_HOOK_TC_EGRESS);
+}
+
+/* Where a chain resumes after a plugin (bpf/include/emptcp/plugin.h); each
+ * generation puts its own in its plugins' emptcp_resume slot. One per hook:
+ * a resumed chain may enter the hook's next plugin slot, and a program array
+ * takes programs of one attach type only. */
+SEC("tc/ingress")
+int emptcp_tci_res(struct __sk_buff *skb)
+{
+	return emptcp_resume_chain(skb, EMPTCP_HOOK_TC_INGRESS) == EMPTCP_VERDICT_DROP
+		       ? TC_ACT_SHOT
+		       : TC_ACT_UNSPEC;
+}
+
+SEC("tc/egress")
+int emptcp_tce_res(struct __sk_buff *skb)
+{
+	return emptcp_resume_chain(skb, EMPTCP_HOOK_TC_EGRESS) == EMPTCP_VERDICT_DROP
+		       ? TC_ACT_SHOT
+		       : TC_ACT_UNSPEC;
+}
+
+SEC("xdp")
+int emptcp_xdp_res(struct xdp_md *ctx)
+{
+	return emptcp_resume_chain(ctx, EMPTCP_HOOK_XDP) == EMPTCP_VERDICT_DROP ? XDP_DROP : XDP_PASS;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

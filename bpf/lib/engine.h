@@ -25,6 +25,7 @@
 #include <emptcp/parse.h>
 
 #include "counters.h"
+#include <emptcp/plugin.h>
 
 /* Written by the control plane before load (never changes afterwards). */
 const volatile struct emptcp_config emptcp_cfg = { .abi_version = EMPTCP_ABI_VERSION };
@@ -59,6 +60,64 @@ struct {
 	__type(key, __u32);
 	__type(value, struct emptcp_op_stats);
 } emptcp_op_stats SEC(".maps");
+
+/* Plugin programs of this generation, by slot (bpf/include/emptcp/plugin.h);
+ * maps of the generation's own program instance, filled by the control plane
+ * before the generation is published. One map per hook: the kernel gives a
+ * program array the type and expected attach type of the first program that
+ * uses it, and refuses programs that differ (EINVAL after a successful
+ * verification, with no message; kernel 6.18). The loader gives plugins and
+ * the resume program the attach type of the hook. */
+#define EMPTCP_PLUGIN_ARRAY(name)                          \
+	struct {                                           \
+		__uint(type, BPF_MAP_TYPE_PROG_ARRAY);     \
+		__uint(max_entries, EMPTCP_PLUGIN_SLOTS);  \
+		__type(key, __u32);                        \
+		__type(value, __u32);                      \
+	} name SEC(".maps")
+EMPTCP_PLUGIN_ARRAY(emptcp_plug_xdp);
+EMPTCP_PLUGIN_ARRAY(emptcp_plug_tci);
+EMPTCP_PLUGIN_ARRAY(emptcp_plug_tce);
+
+/* Saves where the chain stands before entering a plugin; false when there is
+ * no state slot (then the plugin is skipped). */
+static __emptcp_inline int emptcp_plugin_save(enum emptcp_hook hook, const struct emptcp_pkt *pkt,
+					      __u32 chain, __u32 op)
+{
+	struct emptcp_plugin_state *ps = emptcp_plugin_state(hook);
+
+	if (!ps)
+		return 0;
+	__builtin_memcpy(&ps->pkt, pkt, sizeof(ps->pkt));
+	ps->generation = emptcp_cfg.generation;
+	ps->chain = chain;
+	ps->op = op;
+	ps->hook = hook;
+	ps->verdict = EMPTCP_PLUGIN_CONTINUE;
+	return 1;
+}
+
+/* Constant slots: the JIT patches each into a direct jump (Cilium's
+ * tail_call_static), no indirect branch per plugin. */
+#define __EMPTCP_TAIL_CALL_SLOT(ctx, map, slot)                 \
+	switch (slot) {                                         \
+	case 0: bpf_tail_call(ctx, &map, 0); break;             \
+	case 1: bpf_tail_call(ctx, &map, 1); break;             \
+	case 2: bpf_tail_call(ctx, &map, 2); break;             \
+	case 3: bpf_tail_call(ctx, &map, 3); break;             \
+	}
+
+static __emptcp_inline void emptcp_tail_call_plugin(void *ctx, enum emptcp_hook hook, __u32 slot)
+{
+	if (hook == EMPTCP_HOOK_XDP) {
+		__EMPTCP_TAIL_CALL_SLOT(ctx, emptcp_plug_xdp, slot);
+	} else if (hook == EMPTCP_HOOK_TC_INGRESS) {
+		__EMPTCP_TAIL_CALL_SLOT(ctx, emptcp_plug_tci, slot);
+	} else {
+		__EMPTCP_TAIL_CALL_SLOT(ctx, emptcp_plug_tce, slot);
+	}
+}
+EMPTCP_BUILD_BUG_ON(EMPTCP_PLUGIN_SLOTS != 4);
 
 /* Verdict of an action chain. */
 enum emptcp_verdict {
@@ -182,10 +241,20 @@ static __emptcp_inline struct emptcp_op_stats *__emptcp_op_stats(__u32 chain, __
 }
 
 /*
- * Runs action chain `c` (a constant: each chain is its own unrolled copy, so
- * every operator kind below is a constant the verifier resolves).
+ * Runs operators `start`.. of action chain `c` (a constant: each chain is its
+ * own unrolled copy, so every operator kind below is a constant the verifier
+ * resolves, and operators the generation does not use are not verified).
+ *
+ * A plugin operator saves where the chain stands (emptcp_plugin_state) and
+ * tail-calls the plugin's constant slot; the plugin returns into the chain
+ * through the generation's resume program, which calls this again with
+ * `start` after the plugin. Tail calls, not function replacement: kernels
+ * with lockdown refuse trampoline programs (freplace, fentry) with EPERM, as
+ * this project's VM does (docs/engine.md).
  */
-static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook, __u32 c)
+static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook,
+					  enum emptcp_hook count_hook, __u32 c, __u32 start,
+					  const struct emptcp_pkt *pkt)
 {
 	__u32 i;
 
@@ -196,6 +265,8 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook, __u3
 
 		if (i >= emptcp_cfg.chains[c].len)
 			break;
+		if (i < start)
+			continue;
 		kind = emptcp_cfg.chains[c].ops[i].kind;
 		st = __emptcp_op_stats(c, i);
 		if (st)
@@ -213,6 +284,15 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook, __u3
 			break;
 		case EMPTCP_OP_DROP:
 			return EMPTCP_VERDICT_DROP;
+		case EMPTCP_OP_PLUGIN:
+			if (emptcp_plugin_save(count_hook, pkt, c, i))
+				emptcp_tail_call_plugin(ctx, hook, emptcp_cfg.chains[c].ops[i].arg32);
+			/* Still here: the slot is empty (or the state could not
+			 * be saved). The chain goes on without the plugin. */
+			if (st)
+				st->reasons[EMPTCP_REASON_PLUGIN_MISSING]++;
+			emptcp_count(count_hook, EMPTCP_CNT_MISSING_PLUGIN);
+			break;
 		default:
 			break;
 		}
@@ -222,8 +302,9 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook, __u3
 
 /* Dispatches to the chain a rule names; the switch over constants keeps each
  * chain's operators constant (see emptcp_run_ops). */
-static __emptcp_inline int emptcp_run_chain(void *ctx, enum emptcp_hook hook, __u32 chain,
-					    int *missing)
+static __emptcp_inline int emptcp_run_chain(void *ctx, enum emptcp_hook hook,
+					    enum emptcp_hook count_hook, __u32 chain, __u32 start,
+					    const struct emptcp_pkt *pkt, int *missing)
 {
 	__u32 c;
 
@@ -232,10 +313,46 @@ static __emptcp_inline int emptcp_run_chain(void *ctx, enum emptcp_hook hook, __
 		if (c >= emptcp_cfg.n_chains)
 			break;
 		if (c == chain)
-			return emptcp_run_ops(ctx, hook, c);
+			return emptcp_run_ops(ctx, hook, count_hook, c, start, pkt);
 	}
 	*missing = 1;
 	return EMPTCP_VERDICT_PASS;
+}
+
+/*
+ * Resumes the chain after a plugin: the body of the generation's resume
+ * programs, one per hook (`kind_hook`, a constant). Returns an enum
+ * emptcp_verdict.
+ */
+static __emptcp_inline int emptcp_resume_chain(void *ctx, enum emptcp_hook kind_hook)
+{
+	struct emptcp_plugin_state *ps = emptcp_plugin_state(kind_hook);
+	struct emptcp_op_stats *st;
+	struct emptcp_pkt pkt;
+	__u32 chain, op;
+	int missing = 0, verdict;
+
+	if (!ps || ps->generation != emptcp_cfg.generation)
+		return EMPTCP_VERDICT_PASS;
+	chain = ps->chain;
+	op = ps->op;
+	verdict = ps->verdict;
+	__builtin_memcpy(&pkt, &ps->pkt, sizeof(pkt));
+	/* The plugin's verdict, counted on the plugin operator. */
+	if (verdict != EMPTCP_PLUGIN_CONTINUE) {
+		st = __emptcp_op_stats(chain & (EMPTCP_CHAINS_MAX - 1), op & (EMPTCP_CHAIN_OPS_MAX - 1));
+		if (verdict == EMPTCP_PLUGIN_DROP)
+			return EMPTCP_VERDICT_DROP;
+		if (st)
+			st->reasons[verdict == EMPTCP_PLUGIN_STOP ? EMPTCP_REASON_PLUGIN_STOP
+								  : EMPTCP_REASON_PLUGIN_BAD_VERDICT]++;
+		if (verdict == EMPTCP_PLUGIN_STOP)
+			return EMPTCP_VERDICT_PASS;
+	}
+	verdict = emptcp_run_chain(ctx, kind_hook, kind_hook, chain, op + 1, &pkt, &missing);
+	if (missing)
+		emptcp_count(kind_hook, EMPTCP_CNT_MISSING_CHAIN);
+	return verdict;
 }
 
 /*
@@ -284,7 +401,7 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook,
 	hits = bpf_map_lookup_elem(&emptcp_rule_hits, &winner);
 	if (hits)
 		(*hits)++;
-	verdict = emptcp_run_chain(ctx, hook, rule->chain, &missing);
+	verdict = emptcp_run_chain(ctx, hook, hook, rule->chain, 0, pkt, &missing);
 	emptcp_count(hook, missing ? EMPTCP_CNT_MISSING_CHAIN : EMPTCP_CNT_MATCHED);
 	return verdict;
 }

@@ -73,6 +73,7 @@ enum emptcp_entry_counter {
 	EMPTCP_CNT_MATCHED,      /* a rule matched and its action chain ran */
 	EMPTCP_CNT_MEMO_OVERFLOW,/* more candidate rules than a flow memo holds */
 	EMPTCP_CNT_MISSING_CHAIN,/* a rule named a chain this generation lacks: must stay 0 */
+	EMPTCP_CNT_MISSING_PLUGIN,/* a chain's plugin slot was empty: must stay 0 */
 	EMPTCP_CNT__MAX,
 };
 
@@ -89,6 +90,7 @@ enum emptcp_limits {
 	EMPTCP_RULE_SLOTS = 4,      /* rules sharing one flow key in one shape */
 	EMPTCP_MEMO_MAX = 8,        /* candidate rules remembered per flow */
 	EMPTCP_OP_REASONS = 6,      /* skip/error reasons counted per operator */
+	EMPTCP_PLUGIN_SLOTS = 4,    /* plugin slots per entry program */
 };
 
 /* Built-in operators of an action chain. */
@@ -97,7 +99,16 @@ enum emptcp_op_kind {
 	EMPTCP_OP_COUNT = 1,     /* no effect beyond its hit counter */
 	EMPTCP_OP_SET_MARK = 2,  /* TC: skb->mark = arg32 */
 	EMPTCP_OP_DROP = 3,      /* drops the packet; ends the chain */
+	EMPTCP_OP_PLUGIN = 4,    /* tail-calls plugin slot arg32, resumes after it (plugin.h) */
 	EMPTCP_OP__MAX,
+};
+
+/* What a plugin returns to the chain (bpf/include/emptcp/plugin.h). */
+enum emptcp_plugin_verdict {
+	EMPTCP_PLUGIN_CONTINUE = 0,
+	EMPTCP_PLUGIN_STOP = 1,
+	EMPTCP_PLUGIN_DROP = 2,
+	EMPTCP_PLUGIN__MAX,
 };
 
 struct emptcp_op {
@@ -200,6 +211,9 @@ EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_op_stats) != 64);
 
 enum emptcp_op_reason {
 	EMPTCP_REASON_WRONG_HOOK = 0,  /* the operator has no effect at this hook */
+	EMPTCP_REASON_PLUGIN_STOP = 1, /* a plugin ended the chain (no match) */
+	EMPTCP_REASON_PLUGIN_BAD_VERDICT = 2, /* a plugin returned an unknown value: chain goes on */
+	EMPTCP_REASON_PLUGIN_MISSING = 3, /* the plugin slot was empty: chain went on without it */
 	EMPTCP_REASON__MAX = EMPTCP_OP_REASONS,
 };
 

@@ -209,7 +209,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
             let ifindex = tb.router_ifindex(iface)?;
             dp.attach(args.hook, ifindex)
                 .with_context(|| format!("attaching to {iface} on the router"))?;
-            let generation = dp.load_generation(&policy)?;
+            let generation = dp.load_generation(&policy, &[])?;
             dp.apply(ifindex, generation)?;
         }
     }

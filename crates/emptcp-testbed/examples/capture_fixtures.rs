@@ -2,8 +2,12 @@
 //! against Wireshark (`crates/emptcp-wire/tests/tshark_crosscheck.rs`).
 //!
 //! ```text
-//! sudo cargo run -p emptcp-testbed --example capture_fixtures -- crates/emptcp-wire/tests/fixtures
+//! cargo run -p emptcp-testbed --example capture_fixtures -- crates/emptcp-wire/tests/fixtures [PREFIX]
 //! ```
+//!
+//! Needs root, tcpdump and tshark. With `PREFIX` only the fixtures whose name starts with it are
+//! made (e.g. `checksum`, `add_addr_port_v6`); `KEEP_RAW=1` keeps the per-interface captures in
+//! the temporary directory for debugging.
 //!
 //! Every scenario builds its own [`two_path`] topology (torn down when it ends), captures on the
 //! client's two interfaces (c1: path 1, c2: path 2) and merges both captures by time into one
@@ -23,14 +27,16 @@
 //! partial checksums, and with TSO/GRO it holds super-segments no wire would carry.
 //!
 //! To keep the files small, packets longer than [`SNAPLEN`] bytes are cut to it, except the
-//! first [`FULL_PACKETS`] of them per file, which stay whole so that TCP and DSS checksums can
-//! be verified over a real payload.
+//! first [`FULL_PACKETS`] of them per file, which stay whole so that TCP checksums can be
+//! verified over a real payload. The checksum scenarios move less data and keep every packet
+//! whole, since a DSS checksum covers a whole mapping of many segments.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -41,7 +47,7 @@ use emptcp_testbed::capture::CaptureGuard;
 use emptcp_testbed::presets::{TwoPath, TwoPathOpts, two_path};
 use emptcp_testbed::traffic::sockopt::IPPROTO_MPTCP;
 use emptcp_testbed::traffic::{TransferOpts, transfer};
-use emptcp_testbed::{Family, Host, Offloads, is_root};
+use emptcp_testbed::{Family, Offloads, RateLimit, is_root};
 
 /// Bytes kept of a long packet: Ethernet + IPv6 + TCP with 40 option bytes is 134, so every
 /// header survives.
@@ -51,7 +57,15 @@ const FULL_PACKETS: usize = 8;
 /// A fixture with more packets than this is a scenario gone wrong (and too big to commit).
 const MAX_PACKETS: usize = 600;
 /// Bytes moved by the bulk scenarios: enough for several DSS mappings on both subflows.
-const TRANSFER_BYTES: u64 = 64 << 10;
+const TRANSFER_BYTES: u64 = 160 << 10;
+/// Runs of one scenario before giving up on it.
+const ATTEMPTS: usize = 3;
+/// How long packets may sit in tcpdump's capture ring before tcpdump sees them.
+const CAPTURE_FLUSH: Duration = Duration::from_millis(1500);
+/// Bytes moved by the checksum scenarios, whose packets are all kept whole.
+const CHECKSUM_TRANSFER_BYTES: u64 = 16 << 10;
+/// Rate limit of each path towards the server.
+const RATE_MBIT: u64 = 10;
 /// Port of the live-connection server.
 const LIVE_PORT: u16 = 5301;
 /// Port the server announces in `add_addr_port_*`.
@@ -67,11 +81,13 @@ fn main() -> Result<()> {
     let out_dir = PathBuf::from(
         std::env::args_os()
             .nth(1)
-            .ok_or_else(|| anyhow!("usage: capture_fixtures OUTDIR"))?,
+            .ok_or_else(|| anyhow!("usage: capture_fixtures OUTDIR [PREFIX]"))?,
     );
-    ensure!(is_root(), "capture_fixtures needs root (network namespaces, tcpdump)");
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("creating {}", out_dir.display()))?;
+    ensure!(
+        is_root(),
+        "capture_fixtures needs root (network namespaces, tcpdump)"
+    );
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let only: Option<String> = std::env::args().nth(2);
     for family in [Family::V4, Family::V6] {
         let suffix = match family {
@@ -84,7 +100,7 @@ fn main() -> Result<()> {
                 continue;
             }
             let path = out_dir.join(format!("{name}.pcap"));
-            let count = run_scenario(scenario, family, &path)
+            let count = capture_until_complete(scenario, family, &path)
                 .with_context(|| format!("scenario {name}"))?;
             println!("{}: {count} packets", path.display());
         }
@@ -127,6 +143,88 @@ impl Scenario {
     }
 }
 
+/// Runs the scenario until its pcap holds every packet kind the scenario is for (timing can make
+/// a run miss one, e.g. a subflow that joins after a short transfer ended); at most
+/// [`ATTEMPTS`] times.
+fn capture_until_complete(scenario: Scenario, family: Family, path: &Path) -> Result<usize> {
+    let mut missing = Vec::new();
+    for attempt in 1..=ATTEMPTS {
+        let count = run_scenario(scenario, family, path)?;
+        missing = missing_kinds(scenario, path)?;
+        if missing.is_empty() {
+            return Ok(count);
+        }
+        eprintln!(
+            "{}: attempt {attempt} lacks {missing:?}, capturing again",
+            path.display()
+        );
+    }
+    bail!("after {ATTEMPTS} attempts still no packet matching {missing:?}")
+}
+
+/// Wireshark display filters of which each must match at least one packet of the scenario.
+fn expected_kinds(scenario: Scenario) -> Vec<&'static str> {
+    const MPC_SYN: &str = "tcp.options.mptcp.subtype == 0 && tcp.flags.syn == 1";
+    const JOIN_SYN: &str =
+        "tcp.options.mptcp.subtype == 1 && tcp.flags.syn == 1 && tcp.flags.ack == 0";
+    const JOIN_SYNACK: &str = "tcp.options.mptcp.sendtrunchmac";
+    const JOIN_ACK: &str = "tcp.options.mptcp.sendhmac";
+    const DATA_FIN: &str = "tcp.options.mptcp.datafin.flag == 1";
+    let mut kinds = vec![MPC_SYN, JOIN_SYN, JOIN_SYNACK, JOIN_ACK];
+    match scenario {
+        Scenario::Basic => kinds.extend([
+            // The first data packet: MP_CAPABLE with a data-level length.
+            "tcp.options.mptcp.subtype == 0 && tcp.options.mptcp.datalvllen",
+            "tcp.options.mptcp.rawdataack",
+            "tcp.options.mptcp.rawdataseqno",
+            DATA_FIN,
+        ]),
+        Scenario::AddAddr => kinds.extend([
+            "tcp.options.mptcp.addaddrtrunchmac",
+            "tcp.options.mptcp.subtype == 3 && tcp.options.mptcp.echo == 1",
+        ]),
+        Scenario::AddAddrPort => kinds.extend([
+            "tcp.options.mptcp.addaddrtrunchmac && tcp.options.mptcp.port",
+            "tcp.options.mptcp.subtype == 3 && tcp.options.mptcp.echo == 1",
+        ]),
+        Scenario::MpPrio => kinds.extend(["tcp.options.mptcp.subtype == 5", DATA_FIN]),
+        Scenario::RemoveAddr => kinds.extend(["tcp.options.mptcp.subtype == 4", DATA_FIN]),
+        Scenario::Checksum => kinds.extend([
+            "tcp.options.mptcp.checksumreq.flags == 1",
+            // Wireshark 4.0 does not show the DSS checksum (it wants two bytes more than the
+            // option has), so only the mappings are checked here; the checksums themselves are
+            // verified by emptcp-wire's cross-check.
+            "tcp.options.mptcp.dseqnpresent.flag == 1",
+            DATA_FIN,
+        ]),
+        Scenario::Fastclose => kinds.push("tcp.options.mptcp.subtype == 7"),
+    }
+    kinds
+}
+
+/// The [`expected_kinds`] of `scenario` that no packet of the pcap at `path` matches.
+fn missing_kinds(scenario: Scenario, path: &Path) -> Result<Vec<&'static str>> {
+    let mut missing = Vec::new();
+    for filter in expected_kinds(scenario) {
+        let output = Command::new("tshark")
+            .arg("-n")
+            .arg("-r")
+            .arg(path)
+            .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
+            .output()
+            .context("running tshark (is it installed?)")?;
+        ensure!(
+            output.status.success(),
+            "tshark -Y '{filter}' failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if output.stdout.iter().all(u8::is_ascii_whitespace) {
+            missing.push(filter);
+        }
+    }
+    Ok(missing)
+}
+
 /// Builds the topology, runs the scenario under capture, writes the trimmed pcap to `path` and
 /// returns its packet count.
 fn run_scenario(scenario: Scenario, family: Family, path: &Path) -> Result<usize> {
@@ -134,12 +232,24 @@ fn run_scenario(scenario: Scenario, family: Family, path: &Path) -> Result<usize
         family,
         offloads: Some(Offloads::all_off()),
         checksum: (scenario == Scenario::Checksum).then_some(true),
+        // Slow enough that a bulk transfer lasts well beyond the MP_JOIN handshake, so the
+        // second subflow joins (and carries data) before the connection closes.
+        rate_limit: [Some(RateLimit::htb_mbit(RATE_MBIT)); 2],
         ..Default::default()
     };
     let tp = two_path(&format!("fx-{}", scenario.name()), opts)?;
     match scenario {
         Scenario::AddAddr => signal_server_path2(&tp, None)?,
-        Scenario::AddAddrPort => signal_server_path2(&tp, Some(SIGNAL_PORT))?,
+        Scenario::AddAddrPort => {
+            if family == Family::V6 {
+                // An IPv6 ADD_ADDR with port and HMAC takes 30 bytes; with the 12 of the
+                // timestamps the options would need 42 of 40, and Linux never sends it.
+                for host in [&tp.client, &tp.server] {
+                    host.sysctl_set("net.ipv4.tcp_timestamps", "0")?;
+                }
+            }
+            signal_server_path2(&tp, Some(SIGNAL_PORT))?
+        }
         _ => {}
     }
 
@@ -158,10 +268,14 @@ fn run_scenario(scenario: Scenario, family: Family, path: &Path) -> Result<usize
 
     match scenario {
         Scenario::Basic | Scenario::AddAddr | Scenario::AddAddrPort | Scenario::Checksum => {
+            let bytes = match scenario {
+                Scenario::Checksum => CHECKSUM_TRANSFER_BYTES,
+                _ => TRANSFER_BYTES,
+            };
             let report = transfer(
                 &tp.client,
                 &tp.server,
-                &TransferOpts::new(tp.server_addr(), TRANSFER_BYTES),
+                &TransferOpts::new(tp.server_addr(), bytes),
             )?;
             ensure!(
                 report.sender.verified,
@@ -171,8 +285,14 @@ fn run_scenario(scenario: Scenario, family: Family, path: &Path) -> Result<usize
         }
         Scenario::MpPrio => live_connection(&tp, Close::Normal, |tp| {
             let id = client_path2_endpoint_id(tp)?;
-            tp.client
-                .ip(["mptcp", "endpoint", "change", "id", &id.to_string(), "backup"])?;
+            tp.client.ip([
+                "mptcp",
+                "endpoint",
+                "change",
+                "id",
+                &id.to_string(),
+                "backup",
+            ])?;
             Ok(())
         })?,
         Scenario::RemoveAddr => live_connection(&tp, Close::Normal, |tp| {
@@ -183,8 +303,10 @@ fn run_scenario(scenario: Scenario, family: Family, path: &Path) -> Result<usize
         })?,
         Scenario::Fastclose => live_connection(&tp, Close::Abort, |_| Ok(()))?,
     }
-    // Let the last FIN/ACK or RST pass the capture points.
-    std::thread::sleep(Duration::from_millis(300));
+    // tcpdump (libpcap's TPACKET_V3 ring) hands packets over a block at a time, a block at the
+    // latest after its 1 s timeout, and drops a block still pending when it gets SIGINT: wait
+    // until the last packets (FIN/ACK, RST) are surely handed over.
+    std::thread::sleep(CAPTURE_FLUSH);
     for capture in captures {
         let summary = capture.finish()?;
         ensure!(
@@ -205,13 +327,21 @@ fn run_scenario(scenario: Scenario, family: Family, path: &Path) -> Result<usize
         packets.len()
     );
     let count = packets.len();
-    write_pcap(path, trim(packets))?;
-    std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    // DSS checksums cover a whole mapping, which spans many segments: keep every byte of the
+    // (smaller) checksum transfer so that each checksum can be verified.
+    let keep_whole = match scenario {
+        Scenario::Checksum => usize::MAX,
+        _ => FULL_PACKETS,
+    };
+    write_pcap(path, trim(packets, keep_whole))?;
+    if std::env::var_os("KEEP_RAW").is_none() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    }
     Ok(count)
 }
 
-/// A scratch directory for the raw captures, next to the output so no other user's files are
-/// touched.
+/// A scratch directory for the raw captures of one fixture, named after this process so that
+/// nothing of another run is touched.
 fn tempdir(out: &Path) -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "emptcp-fixtures-{}-{}",
@@ -234,7 +364,15 @@ fn server_path2_addr(family: Family) -> IpAddr {
 /// ADD_ADDR on every new connection.
 fn signal_server_path2(tp: &TwoPath, port: Option<u16>) -> Result<()> {
     let addr = server_path2_addr(tp.opts.family).to_string();
-    let mut args = vec!["mptcp", "endpoint", "add", &addr, "dev", tp.ifaces.s4, "signal"];
+    let mut args = vec![
+        "mptcp",
+        "endpoint",
+        "add",
+        &addr,
+        "dev",
+        tp.ifaces.s4,
+        "signal",
+    ];
     let port = port.map(|p| p.to_string());
     if let Some(port) = &port {
         args.extend(["port", port]);
@@ -280,9 +418,7 @@ fn live_connection(
     action: impl FnOnce(&TwoPath) -> Result<()>,
 ) -> Result<()> {
     let family = tp.opts.family;
-    let listener = tp
-        .server
-        .run(move || mptcp_listener(family, LIVE_PORT))??;
+    let listener = tp.server.run(move || mptcp_listener(family, LIVE_PORT))??;
     let server = tp.server.spawn(move || drain_one(listener))?;
     let stop = Arc::new(AtomicBool::new(false));
     let target = SocketAddr::new(tp.server_addr(), LIVE_PORT);
@@ -324,7 +460,13 @@ fn mptcp_socket(family: Family) -> io::Result<OwnedFd> {
         Family::V6 => libc::AF_INET6,
     };
     // SAFETY: socket(2) with constant arguments; the result is checked before use.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, IPPROTO_MPTCP) };
+    let fd = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            IPPROTO_MPTCP,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -401,8 +543,10 @@ fn mptcp_listener(family: Family, port: u16) -> Result<TcpListener> {
     };
     let addr = SocketAddr::new(any, port);
     // SAFETY: the sockaddr pointer and length come from `with_sockaddr` and outlive the call.
-    with_sockaddr(&addr, |sa, len| check(unsafe { libc::bind(fd.as_raw_fd(), sa, len) }))
-        .with_context(|| format!("binding {addr}"))?;
+    with_sockaddr(&addr, |sa, len| {
+        check(unsafe { libc::bind(fd.as_raw_fd(), sa, len) })
+    })
+    .with_context(|| format!("binding {addr}"))?;
     // SAFETY: listen(2) on a descriptor we own.
     check(unsafe { libc::listen(fd.as_raw_fd(), 4) })?;
     Ok(TcpListener::from(fd))
@@ -442,8 +586,10 @@ fn slow_sender(target: SocketAddr, stop: &AtomicBool, close: Close) -> Result<u6
     let family = Family::of(&target.ip());
     let fd = mptcp_socket(family)?;
     // SAFETY: as in `mptcp_listener`.
-    with_sockaddr(&target, |sa, len| check(unsafe { libc::connect(fd.as_raw_fd(), sa, len) }))
-        .with_context(|| format!("connecting to {target}"))?;
+    with_sockaddr(&target, |sa, len| {
+        check(unsafe { libc::connect(fd.as_raw_fd(), sa, len) })
+    })
+    .with_context(|| format!("connecting to {target}"))?;
     let mut stream = TcpStream::from(fd);
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let chunk = [0x5au8; LIVE_WRITE_LEN];
@@ -459,7 +605,9 @@ fn slow_sender(target: SocketAddr, stop: &AtomicBool, close: Close) -> Result<u6
             stream.shutdown(std::net::Shutdown::Write)?;
             stream.set_read_timeout(Some(Duration::from_secs(5)))?;
             let mut rest = Vec::new();
-            stream.read_to_end(&mut rest).context("waiting for the server's close")?;
+            stream
+                .read_to_end(&mut rest)
+                .context("waiting for the server's close")?;
         }
         Close::Abort => {
             let linger = libc::linger {
@@ -533,17 +681,21 @@ fn read_pcap(path: &Path) -> Result<Vec<Record>> {
         at += 16 + caplen;
     }
     if at != bytes.len() {
-        bail!("{}: {} stray bytes at the end", path.display(), bytes.len() - at);
+        bail!(
+            "{}: {} stray bytes at the end",
+            path.display(),
+            bytes.len() - at
+        );
     }
     Ok(records)
 }
 
-/// Cuts long packets to [`SNAPLEN`], except the first [`FULL_PACKETS`] long ones.
-fn trim(mut packets: Vec<Record>) -> Vec<Record> {
+/// Cuts long packets to [`SNAPLEN`], except the first `keep_whole` long ones.
+fn trim(mut packets: Vec<Record>, keep_whole: usize) -> Vec<Record> {
     let mut kept_whole = 0;
     for packet in &mut packets {
         if packet.data.len() > SNAPLEN {
-            if kept_whole < FULL_PACKETS {
+            if kept_whole < keep_whole {
                 kept_whole += 1;
             } else {
                 packet.data.truncate(SNAPLEN);
@@ -555,9 +707,8 @@ fn trim(mut packets: Vec<Record>) -> Vec<Record> {
 
 /// Writes a classic little-endian pcap (readable everywhere, whatever machine reads it).
 fn write_pcap(path: &Path, packets: Vec<Record>) -> Result<()> {
-    let mut out = BufWriter::new(
-        File::create(path).with_context(|| format!("creating {}", path.display()))?,
-    );
+    let mut out =
+        BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
     let mut header = Vec::with_capacity(24);
     header.extend(PCAP_MAGIC.to_le_bytes());
     header.extend(2u16.to_le_bytes());
@@ -576,9 +727,4 @@ fn write_pcap(path: &Path, packets: Vec<Record>) -> Result<()> {
     }
     out.flush()?;
     Ok(())
-}
-
-#[allow(dead_code)]
-fn host_name(host: &Host) -> &str {
-    host.name()
 }

@@ -60,9 +60,22 @@ impl Host {
         );
         let mut cmd = self.command("tcpdump");
         // -Z root: Debian's tcpdump otherwise drops to user tcpdump, which may not be allowed
-        // to write `path`.
-        cmd.args(["-U", "-n", "-s", "0", "-Z", "root", "-i", iface, "-w"])
-            .arg(&path);
+        // to write `path`. --immediate-mode: libpcap otherwise hands packets over in blocks
+        // with a 1 s timeout, and the SIGINT of finish() loses the pending block (a short
+        // transfer then leaves a capture without its packets).
+        cmd.args([
+            "-U",
+            "--immediate-mode",
+            "-n",
+            "-s",
+            "0",
+            "-Z",
+            "root",
+            "-i",
+            iface,
+            "-w",
+        ])
+        .arg(&path);
         cmd.args(filter.split_whitespace());
         tracing::debug!(command = %crate::cmd::display(&cmd), "starting capture");
         let mut child = cmd

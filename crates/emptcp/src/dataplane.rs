@@ -8,6 +8,7 @@ use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, Object, ObjectBuilder};
 use serde::Serialize;
 
 use crate::abi::{self, emptcp_config, emptcp_flow_key, emptcp_flow_stats, emptcp_op_stats};
+use crate::plugin::{PluginMaps, PluginSpec};
 use crate::policy::CompiledPolicy;
 use crate::{Error, ErrorKind, Hook, Result};
 
@@ -15,7 +16,7 @@ use crate::{Error, ErrorKind, Hook, Result};
 const ENTRY_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/emptcp.bpf.o"));
 
 /// Names of `enum emptcp_entry_counter`, in order.
-pub(crate) const ENTRY_COUNTER_NAMES: [&str; 11] = [
+pub(crate) const ENTRY_COUNTER_NAMES: [&str; 12] = [
     "seen",
     "not_tcp",
     "malformed",
@@ -27,10 +28,12 @@ pub(crate) const ENTRY_COUNTER_NAMES: [&str; 11] = [
     "matched",
     "memo_overflow",
     "missing_chain",
+    "missing_plugin",
 ];
 
 const FLOWS_MAP: &str = "emptcp_flows";
 const COUNTERS_MAP: &str = "emptcp_counters";
+const PLUGIN_STATE_MAP: &str = "emptcp_pstate";
 
 /// A loaded emptcp data plane: the entry programs of generation 0 (no rules:
 /// every packet passes), the maps all generations share (flows, counters),
@@ -76,6 +79,8 @@ impl Attachment {
 /// Applying it to an attachment publishes all of it with one
 /// `bpf_link_update` (docs/engine.md).
 pub struct Generation {
+    // Plugin programs, in the generation's slots while it lives.
+    _plugins: Vec<Object>,
     obj: Object,
     number: u32,
     policy: CompiledPolicy,
@@ -124,7 +129,15 @@ impl Dataplane {
     /// program instance whose `.rodata` is the compiled configuration, with
     /// new rule maps filled from it, sharing this data plane's flow and
     /// counter maps. Nothing runs it until [`Dataplane::apply`].
-    pub fn load_generation(&mut self, policy: &CompiledPolicy) -> Result<Generation> {
+    ///
+    /// `plugins[i]` serves plugin slot `i` ([`crate::policy::Action::Plugin`]);
+    /// it is loaded against this generation's program and attached before
+    /// this returns.
+    pub fn load_generation(
+        &mut self,
+        policy: &CompiledPolicy,
+        plugins: &[&PluginSpec],
+    ) -> Result<Generation> {
         let started = Instant::now();
         let hook = policy.hook();
         let number = self.last_generation + 1;
@@ -135,7 +148,8 @@ impl Dataplane {
             .open_memory(ENTRY_OBJECT)
             .map_err(|e| Error::bpf("opening the emptcp entry object", e))?;
         for mut prog in open.progs_mut() {
-            prog.set_autoload(prog.name() == hook.program_name());
+            let name = prog.name().to_string_lossy().into_owned();
+            prog.set_autoload(name == hook.program_name() || name == hook.resume_program_name());
         }
         let sized = |n: usize| u32::try_from(n.max(1)).unwrap_or(u32::MAX);
         for mut map in open.maps_mut() {
@@ -144,7 +158,9 @@ impl Dataplane {
                 r.map_err(|e| Error::bpf(format!("preparing map {name}"), e))
             };
             match name.as_str() {
-                FLOWS_MAP | COUNTERS_MAP => set(map.reuse_fd(self.map(&name)?.as_fd()))?,
+                FLOWS_MAP | COUNTERS_MAP | PLUGIN_STATE_MAP => {
+                    set(map.reuse_fd(self.map(&name)?.as_fd()))?
+                }
                 "emptcp_rules" => set(map.set_max_entries(sized(policy.rules.len())))?,
                 "emptcp_rule_info" | "emptcp_rule_hits" => {
                     set(map.set_max_entries(sized(policy.rule_info.len())))?
@@ -188,9 +204,42 @@ impl Dataplane {
             )
             .map_err(|e| Error::bpf("filling emptcp_rule_info", e))?;
         }
+        let mut loaded = Vec::new();
+        let slots = policy.plugin_slots();
+        if !slots.is_empty() {
+            let resume = find_map(&obj, "emptcp_resume")?;
+            let resume_prog = find_program_named(&obj, hook.resume_program_name())?;
+            resume
+                .update(
+                    &0u32.to_ne_bytes(),
+                    &resume_prog.as_fd().as_raw_fd().to_ne_bytes(),
+                    MapFlags::ANY,
+                )
+                .map_err(|e| Error::bpf("installing the resume program", e))?;
+            let maps = PluginMaps {
+                state: self.map(PLUGIN_STATE_MAP)?,
+                resume,
+                slots: find_map(&obj, hook.plugin_array_name())?,
+            };
+            for slot in slots {
+                let spec = plugins.get(usize::from(slot)).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::NotFound,
+                        format!("a chain uses plugin slot {slot}, but no plugin was given for it"),
+                    )
+                })?;
+                loaded.push(crate::plugin::load_into(
+                    spec,
+                    &maps,
+                    hook,
+                    u32::from(slot),
+                )?);
+            }
+        }
         self.last_generation = number;
         tracing::info!(%hook, number, rules = policy.rule_count(), "generation loaded");
         Ok(Generation {
+            _plugins: loaded,
             obj,
             number,
             policy: policy.clone(),
@@ -453,14 +502,13 @@ fn find_map<'o>(obj: &'o Object, name: &str) -> Result<libbpf_rs::Map<'o>> {
 // libbpf-rs offers test_run and attach only on ProgramMut, which
 // Object::progs_mut hands out from &self.
 fn find_program(obj: &Object, hook: Hook) -> Result<libbpf_rs::ProgramMut<'_>> {
+    find_program_named(obj, hook.program_name())
+}
+
+fn find_program_named<'o>(obj: &'o Object, name: &str) -> Result<libbpf_rs::ProgramMut<'o>> {
     obj.progs_mut()
-        .find(|p| p.name() == hook.program_name())
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Load,
-                format!("no program {}", hook.program_name()),
-            )
-        })
+        .find(|p| p.name() == name)
+        .ok_or_else(|| Error::new(ErrorKind::Load, format!("no program {name}")))
 }
 
 /// Per-CPU values of `key` (empty when absent), decoded.

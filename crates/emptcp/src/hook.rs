@@ -37,6 +37,34 @@ impl Hook {
         }
     }
 
+    /// The program that resumes this hook's chains after a plugin.
+    pub fn resume_program_name(self) -> &'static str {
+        match self {
+            Hook::Xdp => "emptcp_xdp_res",
+            Hook::TcIngress => "emptcp_tci_res",
+            Hook::TcEgress => "emptcp_tce_res",
+        }
+    }
+
+    /// The program array holding this hook's plugin slots.
+    pub(crate) fn plugin_array_name(self) -> &'static str {
+        match self {
+            Hook::Xdp => "emptcp_plug_xdp",
+            Hook::TcIngress => "emptcp_plug_tci",
+            Hook::TcEgress => "emptcp_plug_tce",
+        }
+    }
+
+    /// The expected attach type programs tail-called at this hook must share
+    /// with the entry (the kernel's program-array compatibility rule).
+    pub(crate) fn attach_type(self) -> libbpf_rs::ProgramAttachType {
+        match self {
+            Hook::Xdp => libbpf_rs::ProgramAttachType::Xdp,
+            Hook::TcIngress => libbpf_rs::ProgramAttachType::TcxIngress,
+            Hook::TcEgress => libbpf_rs::ProgramAttachType::TcxEgress,
+        }
+    }
+
     /// The ABI value (`enum emptcp_hook`).
     pub fn abi(self) -> emptcp_hook {
         match self {

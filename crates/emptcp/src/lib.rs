@@ -11,6 +11,7 @@ mod dataplane;
 mod error;
 mod hook;
 pub mod netns;
+pub mod plugin;
 pub mod policy;
 #[doc(hidden)]
 pub mod testing;

@@ -47,6 +47,8 @@ pub mod limits {
     pub const RULE_SLOTS: usize = l::EMPTCP_RULE_SLOTS.0 as usize;
     /// Selector stages in a selector chain (as many as operators in a chain).
     pub const STAGES: usize = CHAIN_OPS;
+    /// Plugin slots per entry program.
+    pub const PLUGIN_SLOTS: usize = l::EMPTCP_PLUGIN_SLOTS.0 as usize;
     /// Conjunctive terms one policy's expression may expand to.
     pub const TERMS_PER_POLICY: usize = 64;
 }
@@ -384,6 +386,10 @@ pub enum Action {
     SetMark(u32),
     /// Drops the packet; later operators do not run.
     Drop,
+    /// Runs the plugin given for this slot when the generation is loaded
+    /// (`Dataplane::load_generation`); the chain resumes after it unless it
+    /// stops or drops.
+    Plugin(u8),
 }
 
 impl Action {
@@ -393,6 +399,7 @@ impl Action {
             Action::Count => "count",
             Action::SetMark(_) => "set_mark",
             Action::Drop => "drop",
+            Action::Plugin(_) => "plugin",
         }
     }
 
@@ -405,6 +412,7 @@ impl Action {
             Action::Count => (emptcp_op_kind::EMPTCP_OP_COUNT, 0),
             Action::SetMark(mark) => (emptcp_op_kind::EMPTCP_OP_SET_MARK, mark),
             Action::Drop => (emptcp_op_kind::EMPTCP_OP_DROP, 0),
+            Action::Plugin(slot) => (emptcp_op_kind::EMPTCP_OP_PLUGIN, u32::from(slot)),
         };
         emptcp_op {
             kind: kind.0,
@@ -573,6 +581,22 @@ impl CompiledPolicy {
     /// The actors of chain slot `slot`.
     pub fn chain_actions(&self, slot: u32) -> &[Action] {
         self.chains.get(slot as usize).map_or(&[], |c| c.actions())
+    }
+
+    /// The plugin slots some chain uses.
+    pub fn plugin_slots(&self) -> Vec<u8> {
+        let mut slots: Vec<u8> = self
+            .chains
+            .iter()
+            .flat_map(|c| c.actions())
+            .filter_map(|a| match a {
+                Action::Plugin(s) => Some(*s),
+                _ => None,
+            })
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        slots
     }
 
     /// The policy a rule id belongs to.
@@ -753,6 +777,20 @@ impl PolicySet {
                         "the action chain has {} actors; at most {} are supported",
                         p.actions.actions().len(),
                         limits::CHAIN_OPS
+                    ),
+                ));
+            }
+            if let Some(Action::Plugin(slot)) =
+                p.actions.actions().iter().find(
+                    |a| matches!(a, Action::Plugin(s) if usize::from(*s) >= limits::PLUGIN_SLOTS),
+                )
+            {
+                return Err(err(
+                    Some(p),
+                    None,
+                    format!(
+                        "plugin slot {slot}: there are {} slots",
+                        limits::PLUGIN_SLOTS
                     ),
                 ));
             }

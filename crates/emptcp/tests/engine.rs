@@ -66,7 +66,8 @@ fn chain(actions: &[Action]) -> ActionChain {
 
 fn load(dp: &mut Dataplane, set: &PolicySet, hook: Hook) -> Generation {
     let compiled = set.compile(hook).expect("policy compiles");
-    dp.load_generation(&compiled).expect("generation loads")
+    dp.load_generation(&compiled, &[])
+        .expect("generation loads")
 }
 
 fn with_dataplane(f: impl FnOnce(&mut Dataplane)) {
@@ -416,4 +417,74 @@ fn ten_thousand_subflow_policies_load_and_match() {
 #[test]
 fn prefix_validation_is_strict() {
     assert!(Prefix::new("10.0.0.1".parse().unwrap(), 24).is_err());
+}
+
+/// The example plugin selector (`bpf/plugins/match_dscp.bpf.c`) in the middle
+/// of a chain: the chain resumes after it when it matches, and stops (the
+/// packet passes, later operators do not run) when it does not.
+#[test]
+fn a_plugin_in_the_middle_of_a_chain() {
+    use emptcp::plugin::PluginSpec;
+    use emptcp_wire::packet::IpHeader;
+
+    with_dataplane(|dp| {
+        let object = emptcp::testing::object_bytes("plugins/match_dscp").expect("plugin built");
+        for hook in [Hook::TcIngress, Hook::Xdp] {
+            let program = if hook == Hook::Xdp {
+                "match_dscp_xdp"
+            } else {
+                "match_dscp_tc"
+            };
+            // .rodata of the plugin: match_dscp_cfg { dscp: 10 }.
+            let plugin = PluginSpec::new("match_dscp", object, program).rodata(vec![10]);
+            let last = if hook == Hook::Xdp {
+                Action::Drop
+            } else {
+                Action::SetMark(5)
+            };
+            let mut p = Policy::new("dscp10", chain(&[Action::Count, Action::Plugin(0), last]));
+            let mut sc = SelectorChain::new();
+            sc.add(SelectorKind::Port, Combine::And);
+            p.select(
+                0,
+                Selector::Port {
+                    local: Some(80),
+                    remote: None,
+                },
+            );
+            let compiled = PolicySet {
+                selectors: sc,
+                policies: vec![p],
+            }
+            .compile(hook)
+            .unwrap();
+            let g = dp
+                .load_generation(&compiled, &[&plugin])
+                .expect("generation with plugin");
+            let with_dscp = |dscp: u8, sport: u16| {
+                let mut b =
+                    PacketBuilder::ipv4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 9, 0, 1))
+                        .ports(sport, 80)
+                        .flags(TcpFlags::ACK);
+                if let IpHeader::V4(h) = &mut b.ip {
+                    h.dscp_ecn = dscp << 2;
+                }
+                b.build().unwrap()
+            };
+            let hit = g.test_run(&with_dscp(10, 8000)).unwrap();
+            let miss = g.test_run(&with_dscp(0, 8001)).unwrap();
+            if hook == Hook::Xdp {
+                assert_eq!((hit.verdict, miss.verdict), (XDP_DROP, XDP_PASS));
+            } else {
+                assert_eq!((hit.mark, miss.mark), (Some(5), Some(0)));
+            }
+            let stats = g.op_stats(0).unwrap();
+            let hits: Vec<u64> = stats.iter().map(|s| s.hits).collect();
+            assert_eq!(hits, vec![2, 2, 1], "{hook}: count, plugin, last");
+            assert_eq!(stats[1].reasons[1], 1, "{hook}: one plugin stop");
+            // Without the plugin the generation cannot load.
+            let err = dp.load_generation(&compiled, &[]).unwrap_err();
+            assert!(err.to_string().contains("plugin slot 0"), "{err}");
+        }
+    });
 }

@@ -211,9 +211,9 @@ fn generations_swap_under_live_traffic() {
     // the one it replaced, which becomes the next to apply.
     let mut spare = Vec::new();
     for &ifindex in &ifindices {
-        let first = dp.load_generation(&a).expect("load generation");
+        let first = dp.load_generation(&a, &[]).expect("load generation");
         assert!(dp.apply(ifindex, first).expect("apply").is_none());
-        spare.push(dp.load_generation(&b).expect("load generation"));
+        spare.push(dp.load_generation(&b, &[]).expect("load generation"));
     }
     let bytes = 16 << 20;
     let mut swaps = 0u32;
