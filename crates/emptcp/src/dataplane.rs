@@ -100,10 +100,20 @@ impl std::fmt::Debug for Generation {
 impl Dataplane {
     /// Loads (and verifies) the entry programs of generation 0. Needs root.
     pub fn load() -> Result<Dataplane> {
+        Dataplane::load_with(&LoadOptions::default())
+    }
+
+    /// [`Dataplane::load`] with explicit sizes.
+    pub fn load_with(options: &LoadOptions) -> Result<Dataplane> {
         let started = Instant::now();
-        let open = ObjectBuilder::default()
+        let mut open = ObjectBuilder::default()
             .open_memory(ENTRY_OBJECT)
             .map_err(|e| Error::bpf("opening the emptcp entry object", e))?;
+        if let Some(mut flows) = open.maps_mut().find(|m| m.name() == FLOWS_MAP) {
+            flows
+                .set_max_entries(options.flow_table_size)
+                .map_err(|e| Error::bpf("sizing emptcp_flows", e))?;
+        }
         let obj = open
             .load()
             .map_err(|e| load_error("loading the emptcp entry programs", e))?;
@@ -469,6 +479,23 @@ impl Generation {
                 Ok(total)
             })
             .collect()
+    }
+}
+
+/// Sizes chosen when a [`Dataplane`] is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Entries of the flow table (per-CPU LRU hash: one entry per flow
+    /// direction and attachment). A full table evicts the least recently
+    /// used flows.
+    pub flow_table_size: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            flow_table_size: 65_536,
+        }
     }
 }
 

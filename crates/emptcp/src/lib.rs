@@ -17,8 +17,8 @@ pub mod policy;
 pub mod testing;
 
 pub use dataplane::{
-    Attachment, Dataplane, EntryCounters, FlowKey, FlowStats, Generation, OpStats, ProgramInfo,
-    TestRun,
+    Attachment, Dataplane, EntryCounters, FlowKey, FlowStats, Generation, LoadOptions, OpStats,
+    ProgramInfo, TestRun,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use hook::Hook;
