@@ -41,8 +41,18 @@ struct emptcp_abi_anchor {
 	enum emptcp_pkt_type pkt_type;
 	enum emptcp_op_reason reason;
 	enum emptcp_plugin_verdict plugin;
+	enum emptcp_seq_kind seq;
+	enum emptcp_ct_flags ct;
+	struct emptcp_ct_key ct_key;
+	struct emptcp_subflow_ct ct_subflow;
+	struct emptcp_conn_ct ct_conn;
+	struct emptcp_token_ct ct_token;
 };
 struct emptcp_abi_anchor emptcp_abi_anchor __attribute__((unused));
+
+/* A new flow's first value, from .rodata rather than the stack: the stack
+ * of the entry and its calls must stay within 512 bytes together. */
+static const struct emptcp_flow_stats emptcp_zero_flow;
 
 static __emptcp_inline struct emptcp_flow_stats *
 account_flow(enum emptcp_hook hook, __u32 ifindex, const struct emptcp_pkt *pkt, __u64 wire_len)
@@ -54,7 +64,7 @@ account_flow(enum emptcp_hook hook, __u32 ifindex, const struct emptcp_pkt *pkt,
 		.sport = pkt->sport,
 		.dport = pkt->dport,
 	};
-	struct emptcp_flow_stats *st, init = {};
+	struct emptcp_flow_stats *st;
 	__u64 payload = 0;
 
 	__builtin_memcpy(key.saddr, pkt->saddr, sizeof(key.saddr));
@@ -65,7 +75,7 @@ account_flow(enum emptcp_hook hook, __u32 ifindex, const struct emptcp_pkt *pkt,
 	st = bpf_map_lookup_elem(&emptcp_flows, &key);
 	if (!st) {
 		/* EEXIST from a racing CPU is fine: the lookup below finds it. */
-		bpf_map_update_elem(&emptcp_flows, &key, &init, BPF_NOEXIST);
+		bpf_map_update_elem(&emptcp_flows, &key, &emptcp_zero_flow, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&emptcp_flows, &key);
 		if (!st) {
 			emptcp_count(hook, EMPTCP_CNT_FLOW_MAP_FULL);
@@ -103,10 +113,16 @@ static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, v
 	if (pkt.mptcp_subtypes)
 		emptcp_count(hook, EMPTCP_CNT_MPTCP);
 	flow = account_flow(hook, ifindex, &pkt, wire_len);
+	if (emptcp_ct_interesting(&pkt)) {
+		if (hook == EMPTCP_HOOK_XDP)
+			emptcp_ct_learn_xdp(ctx, &pkt);
+		else
+			emptcp_ct_learn_tc(ctx, &pkt, hook);
+	}
 	/* A constant: a generation without rules verifies no engine code. */
 	if (emptcp_cfg.n_shapes == 0)
 		return EMPTCP_VERDICT_PASS;
-	return emptcp_engine(ctx, hook, &pkt, flow);
+	return emptcp_engine(ctx, hook, data, data_end, &pkt, flow, NULL);
 }
 
 SEC("xdp")

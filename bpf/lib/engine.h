@@ -25,6 +25,7 @@
 #include <emptcp/parse.h>
 
 #include "counters.h"
+#include "conntrack.h"
 #include <emptcp/plugin.h>
 
 /* Written by the control plane before load (never changes afterwards). */
@@ -159,6 +160,16 @@ static __emptcp_inline void __emptcp_mask_addr(__u8 *out, const __u8 *in, __u32 
 
 /* Every candidate a packet can have: one rule set per shape. */
 #define EMPTCP_CANDS_MAX (EMPTCP_SHAPES_MAX * EMPTCP_RULE_SLOTS)
+
+/* The candidates of the packet being classified, per CPU and hook: a
+ * per-CPU array lookup is inlined (~1 ns), and 128 bytes less on the stack
+ * keep the entry and its calls within the 512-byte combined limit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EMPTCP_HOOK__MAX);
+	__type(key, __u32);
+	__type(value, __u32[EMPTCP_CANDS_MAX]);
+} emptcp_cands SEC(".maps");
 EMPTCP_BUILD_BUG_ON(EMPTCP_CANDS_MAX & (EMPTCP_CANDS_MAX - 1));
 EMPTCP_BUILD_BUG_ON(EMPTCP_MEMO_MAX > EMPTCP_CANDS_MAX);
 
@@ -167,7 +178,7 @@ EMPTCP_BUILD_BUG_ON(EMPTCP_MEMO_MAX > EMPTCP_CANDS_MAX);
  * cands[EMPTCP_CANDS_MAX] and returns how many there are.
  */
 static __emptcp_inline __u32 emptcp_classify(const struct emptcp_pkt *pkt, int ingress,
-					     __u32 *cands)
+					     const struct emptcp_subflow_ct *ct, __u32 *cands)
 {
 	const __u8 *local = ingress ? pkt->daddr : pkt->saddr;
 	const __u8 *remote = ingress ? pkt->saddr : pkt->daddr;
@@ -190,9 +201,19 @@ static __emptcp_inline __u32 emptcp_classify(const struct emptcp_pkt *pkt, int i
 			key.local_port = lport;
 		if (emptcp_cfg.shapes[s].remote_port)
 			key.remote_port = rport;
+		/* Unknown token 0 and index 0xff match no rule. */
+		if (emptcp_cfg.shapes[s].token)
+			key.token = ct ? ct->token : 0;
+		if (emptcp_cfg.shapes[s].index)
+			key.index = ct ? ct->index : 0xff;
 		__emptcp_mask_addr(key.local, local, emptcp_cfg.shapes[s].local_plen);
 		__emptcp_mask_addr(key.remote, remote, emptcp_cfg.shapes[s].remote_plen);
 		set = bpf_map_lookup_elem(&emptcp_rules, &key);
+		/* A policy may name the connection by either side's token. */
+		if (!set && emptcp_cfg.shapes[s].token && ct && ct->token_initiator) {
+			key.token = ct->token_initiator;
+			set = bpf_map_lookup_elem(&emptcp_rules, &key);
+		}
 		if (!set)
 			continue;
 #pragma unroll
@@ -206,10 +227,33 @@ static __emptcp_inline __u32 emptcp_classify(const struct emptcp_pkt *pkt, int i
 	return n;
 }
 
-/* The winning rule among candidates for this packet's types: the lowest id
- * whose type test passes. Returns its rule or NULL. */
+/* Where the packet stands in its subflow's and its connection's byte
+ * streams (sequence selectors). */
+struct emptcp_seq_pos {
+	__u64 subflow;  /* valid when has_subflow */
+	__u64 data;     /* valid when has_data */
+	__u8 has_subflow;
+	__u8 has_data;
+};
+
+static __emptcp_inline int __emptcp_seq_ok(const struct emptcp_rule *r,
+					   const struct emptcp_seq_pos *pos)
+{
+	switch (r->seq_kind) {
+	case EMPTCP_SEQ_SUBFLOW:
+		return pos->has_subflow && pos->subflow >= r->seq_lo && pos->subflow < r->seq_hi;
+	case EMPTCP_SEQ_DATA:
+		return pos->has_data && pos->data >= r->seq_lo && pos->data < r->seq_hi;
+	default:
+		return 1;
+	}
+}
+
+/* The winning rule among candidates for this packet: the lowest id whose
+ * packet-type and sequence tests pass. Returns its rule or NULL. */
 static __emptcp_inline const struct emptcp_rule *
-emptcp_select(const __u32 *cands, __u32 n, __u32 types, __u32 *winner)
+emptcp_select(const __u32 *cands, __u32 n, __u32 types, const struct emptcp_seq_pos *pos,
+	      __u32 *winner)
 {
 	const struct emptcp_rule *best = NULL;
 	__u32 k, best_id = 0xffffffff;
@@ -226,11 +270,51 @@ emptcp_select(const __u32 *cands, __u32 n, __u32 types, __u32 *winner)
 			continue;
 		if ((types & r->type_require) != r->type_require || (types & r->type_forbid))
 			continue;
+		if (!__emptcp_seq_ok(r, pos))
+			continue;
 		best = r;
 		best_id = id;
 	}
 	*winner = best_id;
 	return best;
+}
+
+/*
+ * The packet's subflow entry (`ct` when the caller has it, else looked up)
+ * and where the packet stands in its streams (`pos`). Not inlined, to keep
+ * its key and option copies out of the entry's stack frame (the entry and
+ * its calls share 512 bytes); only generations with connection or sequence
+ * selectors call it.
+ */
+static __attribute__((noinline)) struct emptcp_subflow_ct *
+emptcp_ct_position(void *data, void *data_end, const struct emptcp_pkt *pkt,
+		   struct emptcp_subflow_ct *ct, struct emptcp_seq_pos *pos)
+{
+	struct emptcp_mptcp_dss dss;
+	struct emptcp_ct_key key;
+	int sender_lo;
+
+	pos->has_subflow = 0;
+	pos->has_data = 0;
+	sender_lo = emptcp_ct_key_of(pkt, &key);
+	if (!ct)
+		ct = bpf_map_lookup_elem(&emptcp_ct_sf, &key);
+	if (!ct)
+		return NULL;
+	/* Byte 0 of the stream is the one after the SYN. */
+	pos->subflow = (__u32)(pkt->seq - (sender_lo ? ct->isn_lo : ct->isn_hi) - 1);
+	pos->has_subflow = 1;
+	if (!(ct->flags & EMPTCP_CT_KNOWN) || !(pkt->mptcp_subtypes & (1u << EMPTCP_MPTCP_DSS)))
+		return ct;
+	if (emptcp_mptcp_read_dss(data, data_end, pkt->off_dss, &dss) || !dss.dsn_len)
+		return ct;
+	/* The data stream starts at IDSN + 1 (RFC 8684 section 3.3.1); a
+	 * 4-byte DSN is the low half, so is its offset. */
+	pos->data = dss.dsn - (sender_lo ? ct->idsn_lo : ct->idsn_hi) - 1;
+	if (dss.dsn_len == 4)
+		pos->data = (__u32)pos->data;
+	pos->has_data = 1;
+	return ct;
 }
 
 static __emptcp_inline struct emptcp_op_stats *__emptcp_op_stats(__u32 chain, __u32 op)
@@ -360,17 +444,31 @@ static __emptcp_inline int emptcp_resume_chain(void *ctx, enum emptcp_hook kind_
  * per-CPU flow entry (NULL when the flow table refused it: then nothing is
  * remembered). Returns an enum emptcp_verdict and counts what happened.
  */
-static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook,
-					 const struct emptcp_pkt *pkt,
-					 struct emptcp_flow_stats *flow)
+static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void *data,
+					 void *data_end, const struct emptcp_pkt *pkt,
+					 struct emptcp_flow_stats *flow,
+					 struct emptcp_subflow_ct *ct)
 {
-	__u32 cands[EMPTCP_CANDS_MAX], n, winner, k;
+	__u32 n, winner, k, ct_version = 0, scratch_key = hook;
+	struct emptcp_seq_pos pos = {};
 	const struct emptcp_rule *rule;
 	int missing = 0, verdict;
+	__u32 *cands;
 	__u64 *hits;
 
+	cands = bpf_map_lookup_elem(&emptcp_cands, &scratch_key);
+	if (!cands)
+		return EMPTCP_VERDICT_PASS;
+
+	/* A constant: generations without connection or sequence selectors
+	 * verify none of this. */
+	if (emptcp_cfg.uses_conntrack) {
+		ct = emptcp_ct_position(data, data_end, pkt, ct, &pos);
+		ct_version = ct ? ct->version : 0;
+	}
+
 	if (flow && flow->memo_generation == emptcp_cfg.generation &&
-	    flow->memo_n <= EMPTCP_MEMO_MAX) {
+	    flow->memo_ct_version == ct_version && flow->memo_n <= EMPTCP_MEMO_MAX) {
 		/* Copied to the stack so that one selection loop, bounded by
 		 * the stack array, serves both cases: clang 14 turns `k < n`
 		 * into `k != n`, and the verifier then cannot bound a loop over
@@ -381,9 +479,10 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook,
 			if (k < n)
 				cands[k] = flow->memo[k];
 	} else {
-		n = emptcp_classify(pkt, hook != EMPTCP_HOOK_TC_EGRESS, cands);
+		n = emptcp_classify(pkt, hook != EMPTCP_HOOK_TC_EGRESS, ct, cands);
 		if (flow) {
 			flow->memo_generation = emptcp_cfg.generation;
+			flow->memo_ct_version = ct_version;
 			flow->memo_n = n;
 #pragma unroll
 			for (k = 0; k < EMPTCP_MEMO_MAX; k++)
@@ -393,7 +492,7 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook,
 		if (n > EMPTCP_MEMO_MAX)
 			emptcp_count(hook, EMPTCP_CNT_MEMO_OVERFLOW);
 	}
-	rule = emptcp_select(cands, n, emptcp_pkt_types(pkt), &winner);
+	rule = emptcp_select(cands, n, emptcp_pkt_types(pkt), &pos, &winner);
 	if (!rule) {
 		emptcp_count(hook, EMPTCP_CNT_NO_POLICY);
 		return EMPTCP_VERDICT_PASS;

@@ -57,8 +57,72 @@ struct emptcp_flow_stats {
 	__u32 memo_generation;  /* 0: nothing remembered */
 	__u32 memo_n;           /* > EMPTCP_MEMO_MAX: overflow, classify per packet */
 	__u32 memo[8];          /* candidate rule ids, EMPTCP_MEMO_MAX */
+	__u32 memo_ct_version;  /* conntrack version the memo was made with */
+	__u32 _pad;
 };
-EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_flow_stats) != 72);
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_flow_stats) != 80);
+
+/*
+ * Connection tracking (bpf/lib/conntrack.h, docs/engine.md), learned only
+ * from the handshakes the data plane sees. A subflow is keyed by its two
+ * endpoints in a canonical order ("lo" is the endpoint whose address, then
+ * port, compares lower), so both directions find one entry.
+ */
+struct emptcp_ct_key {
+	__u8 family;
+	__u8 _pad;
+	__be16 port_lo;
+	__be16 port_hi;
+	__u16 _pad2;
+	__u8 addr_lo[16];
+	__u8 addr_hi[16];
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_ct_key) != 40);
+
+enum emptcp_ct_flags {
+	EMPTCP_CT_JOIN = 1 << 0,         /* opened by MP_JOIN (else MP_CAPABLE) */
+	EMPTCP_CT_INITIATOR_LO = 1 << 1, /* endpoint lo sent the SYN */
+	EMPTCP_CT_FIN_LO = 1 << 2,
+	EMPTCP_CT_FIN_HI = 1 << 3,
+	EMPTCP_CT_KNOWN = 1 << 4,        /* linked to a connection (token known) */
+	EMPTCP_CT_BACKUP = 1 << 5,       /* the SYN asked for a backup subflow */
+};
+
+struct emptcp_subflow_ct {
+	__u32 token;        /* the connection's id: the listener's token (0: not yet known) */
+	__u32 flags;        /* enum emptcp_ct_flags */
+	__u32 isn_lo;       /* initial sequence number sent by endpoint lo */
+	__u32 isn_hi;
+	__u64 idsn_lo;      /* initial data sequence number of endpoint lo's key */
+	__u64 idsn_hi;
+	__u32 version;      /* bumped whenever a field above changes */
+	__u8 index;         /* order of the subflow's SYN among its connection's */
+	__u8 addr_id;       /* MP_JOIN SYN: the initiator's address id */
+	__u16 _pad;
+	__u32 token_initiator; /* the connection's other token (0: not yet known) */
+	__u32 _pad2;
+	__u64 last_seen_ns;
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_subflow_ct) != 56);
+
+struct emptcp_conn_ct {
+	__u64 key_initiator;  /* host order; 0 until seen */
+	__u64 key_listener;
+	__u64 idsn_initiator;
+	__u64 idsn_listener;
+	__u32 token_initiator;
+	__u32 token_listener; /* the connection's id */
+	__u32 subflows;       /* SYNs seen: the next subflow's index */
+	__u32 _pad;
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_conn_ct) != 48);
+
+/* Value of emptcp_ct_tok: which connection a token names, and whose it is. */
+struct emptcp_token_ct {
+	__u32 conn;         /* token_listener of the connection */
+	__u32 listener;     /* 1: the token is the listener's */
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_token_ct) != 8);
 
 /* Packet counters of an entry program, indexed by enum emptcp_entry_counter. */
 enum emptcp_entry_counter {
@@ -74,6 +138,11 @@ enum emptcp_entry_counter {
 	EMPTCP_CNT_MEMO_OVERFLOW,/* more candidate rules than a flow memo holds */
 	EMPTCP_CNT_MISSING_CHAIN,/* a rule named a chain this generation lacks: must stay 0 */
 	EMPTCP_CNT_MISSING_PLUGIN,/* a chain's plugin slot was empty: must stay 0 */
+	EMPTCP_CNT_CT_CONNECTION, /* MPTCP connections learned (tokens derived) */
+	EMPTCP_CNT_CT_SUBFLOW,    /* subflows learned (MP_CAPABLE or MP_JOIN SYN) */
+	EMPTCP_CNT_CT_JOIN_UNKNOWN,/* MP_JOIN SYN whose token no tracked connection has */
+	EMPTCP_CNT_CT_FULL,       /* a tracking table refused an entry */
+	EMPTCP_CNT_CT_CLOSED,     /* subflows forgotten (FIN both ways, RST, MP_TCPRST, fallback) */
 	EMPTCP_CNT__MAX,
 };
 
@@ -136,7 +205,9 @@ struct emptcp_shape {
 	__u8 remote_plen;
 	__u8 local_port;   /* 1 = compared */
 	__u8 remote_port;
-	__u8 _pad[3];
+	__u8 token;        /* 1 = the connection's token compared (conntrack) */
+	__u8 index;        /* 1 = the subflow's index compared (conntrack) */
+	__u8 _pad;
 };
 EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_shape) != 8);
 
@@ -145,6 +216,8 @@ struct emptcp_config {
 	__u32 generation;  /* > 0; flows remember rules per generation */
 	__u32 n_shapes;
 	__u32 n_chains;
+	__u32 uses_conntrack; /* a shape or rule reads connection tracking */
+	__u32 _pad;
 	struct emptcp_shape shapes[EMPTCP_SHAPES_MAX];
 	struct emptcp_chain chains[EMPTCP_CHAINS_MAX];
 };
@@ -153,13 +226,15 @@ struct emptcp_config {
 struct emptcp_rule_key {
 	__u8 shape;
 	__u8 family;
-	__u16 _pad;
+	__u8 index;        /* subflow index; 0xff when unknown */
+	__u8 _pad;
 	__be16 local_port;
 	__be16 remote_port;
+	__u32 token;       /* connection token; 0 when unknown */
 	__u8 local[16];
 	__u8 remote[16];
 };
-EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_rule_key) != 40);
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_rule_key) != 44);
 
 /* Rules whose flow-invariant part is one key; rule ids rank rules: the lower
  * id wins (priority, then file order). */
@@ -174,9 +249,18 @@ struct emptcp_rule {
 	__u32 chain;
 	__u32 type_require;  /* enum emptcp_pkt_type bits that must all be set */
 	__u32 type_forbid;   /* bits that must all be clear */
-	__u32 _pad;
+	__u32 seq_kind;      /* enum emptcp_seq_kind */
+	__u64 seq_lo;        /* sequence range [lo, hi), relative to the sender's start */
+	__u64 seq_hi;
 };
-EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_rule) != 16);
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_rule) != 32);
+
+/* What a sequence selector measures (offsets from the sender's start). */
+enum emptcp_seq_kind {
+	EMPTCP_SEQ_NONE = 0,
+	EMPTCP_SEQ_SUBFLOW = 1,  /* TCP sequence number minus the subflow's ISN + 1 */
+	EMPTCP_SEQ_DATA = 2,     /* DSS mapping's DSN minus the sender's IDSN + 1 */
+};
 
 /* Packet-type bits a rule tests: MPTCP subtypes carried, TCP flags, and
  * derived facts. */

@@ -310,7 +310,18 @@ static __emptcp_inline __u8 *__emptcp_mptcp_hdr(void *data, void *data_end, __u3
 		*err = -EMPTCP_MPTCP_ERR_OFFSET;
 		return NULL;
 	}
-	p = data + off;
+	/* Mask needed to calm the verifier: clang 14 tests a sign-extended
+	 * copy of `off` above and folds a C mask away (it knows the bound),
+	 * so the register added to `data` has no bound and the check below
+	 * establishes no packet range ("invalid access to packet, off=0
+	 * size=1", kernel 6.18, when the reader runs in a subprogram). The
+	 * mask is inline asm, which clang cannot drop. */
+	{
+		__u64 bounded = off;
+
+		asm volatile("%0 &= 0x7fff" : "+r"(bounded));
+		p = data + bounded;
+	}
 	if ((void *)(p + 3) > data_end) {
 		*err = -EMPTCP_MPTCP_ERR_TRUNCATED;
 		return NULL;

@@ -5,10 +5,11 @@
 //! conversions for reading and writing map entries.
 
 pub use crate::skel::types::{
-    emptcp_abi, emptcp_chain, emptcp_config, emptcp_entry_counter, emptcp_flow_key,
-    emptcp_flow_stats, emptcp_hook, emptcp_limits, emptcp_op, emptcp_op_kind, emptcp_op_reason,
-    emptcp_op_stats, emptcp_pkt_type, emptcp_rule, emptcp_rule_key, emptcp_rule_set, emptcp_shape,
-    rodata,
+    emptcp_abi, emptcp_chain, emptcp_config, emptcp_conn_ct, emptcp_ct_flags, emptcp_ct_key,
+    emptcp_entry_counter, emptcp_flow_key, emptcp_flow_stats, emptcp_hook, emptcp_limits,
+    emptcp_op, emptcp_op_kind, emptcp_op_reason, emptcp_op_stats, emptcp_pkt_type, emptcp_rule,
+    emptcp_rule_key, emptcp_rule_set, emptcp_seq_kind, emptcp_shape, emptcp_subflow_ct,
+    emptcp_token_ct, rodata,
 };
 
 /// ABI version this library was built against (`EMPTCP_ABI_VERSION`).
@@ -35,6 +36,12 @@ unsafe impl Pod for emptcp_rule_set {}
 unsafe impl Pod for emptcp_rule {}
 // SAFETY: as above.
 unsafe impl Pod for emptcp_op_stats {}
+// SAFETY: as above.
+unsafe impl Pod for emptcp_ct_key {}
+// SAFETY: as above.
+unsafe impl Pod for emptcp_subflow_ct {}
+// SAFETY: as above.
+unsafe impl Pod for emptcp_conn_ct {}
 // SAFETY: primitive integer.
 unsafe impl Pod for u32 {}
 // SAFETY: primitive integer.
@@ -66,7 +73,7 @@ mod tests {
     #[test]
     fn sizes_match_the_c_static_asserts() {
         assert_eq!(std::mem::size_of::<emptcp_flow_key>(), 44);
-        assert_eq!(std::mem::size_of::<emptcp_flow_stats>(), 72);
+        assert_eq!(std::mem::size_of::<emptcp_flow_stats>(), 80);
     }
 
     #[test]

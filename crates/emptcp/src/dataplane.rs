@@ -1,5 +1,5 @@
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, Object, ObjectBuilder};
 use serde::Serialize;
 
-use crate::abi::{self, emptcp_config, emptcp_flow_key, emptcp_flow_stats, emptcp_op_stats};
+use crate::abi::{
+    self, emptcp_config, emptcp_conn_ct, emptcp_ct_flags, emptcp_ct_key, emptcp_flow_key,
+    emptcp_flow_stats, emptcp_op_stats, emptcp_subflow_ct,
+};
 use crate::plugin::{PluginMaps, PluginSpec};
 use crate::policy::CompiledPolicy;
 use crate::{Error, ErrorKind, Hook, Result};
@@ -16,7 +19,7 @@ use crate::{Error, ErrorKind, Hook, Result};
 const ENTRY_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/emptcp.bpf.o"));
 
 /// Names of `enum emptcp_entry_counter`, in order.
-pub(crate) const ENTRY_COUNTER_NAMES: [&str; 12] = [
+pub(crate) const ENTRY_COUNTER_NAMES: [&str; 17] = [
     "seen",
     "not_tcp",
     "malformed",
@@ -29,6 +32,11 @@ pub(crate) const ENTRY_COUNTER_NAMES: [&str; 12] = [
     "memo_overflow",
     "missing_chain",
     "missing_plugin",
+    "ct_connection",
+    "ct_subflow",
+    "ct_join_unknown",
+    "ct_full",
+    "ct_closed",
 ];
 
 const FLOWS_MAP: &str = "emptcp_flows";
@@ -168,9 +176,8 @@ impl Dataplane {
                 r.map_err(|e| Error::bpf(format!("preparing map {name}"), e))
             };
             match name.as_str() {
-                FLOWS_MAP | COUNTERS_MAP | PLUGIN_STATE_MAP => {
-                    set(map.reuse_fd(self.map(&name)?.as_fd()))?
-                }
+                FLOWS_MAP | COUNTERS_MAP | PLUGIN_STATE_MAP | "emptcp_ct_sf" | "emptcp_ct_conn"
+                | "emptcp_ct_tok" => set(map.reuse_fd(self.map(&name)?.as_fd()))?,
                 "emptcp_rules" => set(map.set_max_entries(sized(policy.rules.len())))?,
                 "emptcp_rule_info" | "emptcp_rule_hits" => {
                     set(map.set_max_entries(sized(policy.rule_info.len())))?
@@ -179,18 +186,7 @@ impl Dataplane {
                     let data = map.initial_value_mut().ok_or_else(|| {
                         Error::new(ErrorKind::Load, "entry object has no .rodata data")
                     })?;
-                    let bytes = abi::as_bytes(&config);
-                    if data.len() != bytes.len() {
-                        return Err(Error::new(
-                            ErrorKind::Load,
-                            format!(
-                                ".rodata is {} bytes, emptcp_config {}",
-                                data.len(),
-                                bytes.len()
-                            ),
-                        ));
-                    }
-                    data.copy_from_slice(bytes);
+                    config_slot(data)?.copy_from_slice(abi::as_bytes(&config));
                 }
                 _ => {}
             }
@@ -388,6 +384,72 @@ impl Dataplane {
         Ok(out)
     }
 
+    /// MPTCP connections and subflows the data plane has learned from the
+    /// handshakes it saw (connection tracking), connections by their
+    /// listener's token; subflows not (yet) linked to a connection come
+    /// under token 0.
+    pub fn connections(&self) -> Result<Vec<TrackedConnection>> {
+        let conns = self.map("emptcp_ct_conn")?;
+        let subflows = self.map("emptcp_ct_sf")?;
+        let mut out: BTreeMap<u32, TrackedConnection> = BTreeMap::new();
+        for key in conns.keys() {
+            let Some(c) = lookup::<emptcp_conn_ct>(&conns, &key)? else {
+                continue;
+            };
+            out.insert(
+                c.token_listener,
+                TrackedConnection {
+                    token_listener: c.token_listener,
+                    token_initiator: (c.key_initiator != 0).then_some(c.token_initiator),
+                    key_listener: c.key_listener,
+                    key_initiator: (c.key_initiator != 0).then_some(c.key_initiator),
+                    subflows_seen: c.subflows,
+                    subflows: Vec::new(),
+                },
+            );
+        }
+        for key_bytes in subflows.keys() {
+            let Some(key) = abi::from_bytes::<emptcp_ct_key>(&key_bytes) else {
+                continue;
+            };
+            let Some(sf) = lookup::<emptcp_subflow_ct>(&subflows, &key_bytes)? else {
+                continue;
+            };
+            let family_v6 = u32::from(key.family) == libc::AF_INET6 as u32;
+            let lo = socket(family_v6, key.addr_lo, key.port_lo);
+            let hi = socket(family_v6, key.addr_hi, key.port_hi);
+            let initiator_lo = sf.flags & emptcp_ct_flags::EMPTCP_CT_INITIATOR_LO.0 != 0;
+            let (initiator, responder) = if initiator_lo { (lo, hi) } else { (hi, lo) };
+            let (isn_initiator, isn_responder) = if initiator_lo {
+                (sf.isn_lo, sf.isn_hi)
+            } else {
+                (sf.isn_hi, sf.isn_lo)
+            };
+            let known = sf.flags & emptcp_ct_flags::EMPTCP_CT_KNOWN.0 != 0;
+            let conn = out
+                .entry(if known { sf.token } else { 0 })
+                .or_insert_with(|| TrackedConnection {
+                    token_listener: if known { sf.token } else { 0 },
+                    ..Default::default()
+                });
+            conn.subflows.push(TrackedSubflow {
+                initiator,
+                responder,
+                index: (sf.index != 0xff).then_some(sf.index),
+                join: sf.flags & emptcp_ct_flags::EMPTCP_CT_JOIN.0 != 0,
+                backup: sf.flags & emptcp_ct_flags::EMPTCP_CT_BACKUP.0 != 0,
+                address_id: sf.addr_id,
+                isn_initiator,
+                isn_responder,
+            });
+        }
+        let mut v: Vec<TrackedConnection> = out.into_values().collect();
+        for c in &mut v {
+            c.subflows.sort_by_key(|s| s.index.unwrap_or(u8::MAX));
+        }
+        Ok(v)
+    }
+
     /// Entry program counters of `hook`, summed over CPUs.
     pub fn counters(&self, hook: Hook) -> Result<EntryCounters> {
         let map = self.map(COUNTERS_MAP)?;
@@ -480,6 +542,62 @@ impl Generation {
             })
             .collect()
     }
+}
+
+/// An MPTCP connection as connection tracking knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TrackedConnection {
+    /// The listener's token: the connection's id (0: subflows not linked).
+    pub token_listener: u32,
+    /// The initiator's token, once its key was seen.
+    pub token_initiator: Option<u32>,
+    /// The listener's key.
+    pub key_listener: u64,
+    /// The initiator's key, once seen.
+    pub key_initiator: Option<u64>,
+    /// SYNs seen: the number of subflows indexed so far.
+    pub subflows_seen: u32,
+    /// Its subflows still tracked, by index.
+    pub subflows: Vec<TrackedSubflow>,
+}
+
+/// One tracked subflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrackedSubflow {
+    /// The endpoint that sent the SYN.
+    pub initiator: SocketAddr,
+    /// The other endpoint.
+    pub responder: SocketAddr,
+    /// Index in its connection (`None` for a join whose token was unknown).
+    pub index: Option<u8>,
+    /// Opened by MP_JOIN.
+    pub join: bool,
+    /// The join asked for a backup subflow.
+    pub backup: bool,
+    /// The initiator's address id (joins).
+    pub address_id: u8,
+    /// The initiator's ISN.
+    pub isn_initiator: u32,
+    /// The responder's ISN (0 until its SYN/ACK was seen).
+    pub isn_responder: u32,
+}
+
+fn socket(v6: bool, addr: [u8; 16], port_be: u16) -> SocketAddr {
+    let ip: IpAddr = if v6 {
+        Ipv6Addr::from(addr).into()
+    } else {
+        Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]).into()
+    };
+    SocketAddr::new(ip, u16::from_be(port_be))
+}
+
+/// A value of a (non per-CPU) map, decoded.
+fn lookup<T: abi::Pod>(map: &libbpf_rs::Map<'_>, key: &[u8]) -> Result<Option<T>> {
+    let name = map.name().to_string_lossy().into_owned();
+    Ok(map
+        .lookup(key, MapFlags::ANY)
+        .map_err(|e| Error::bpf(format!("reading {name}"), e))?
+        .and_then(|v| abi::from_bytes::<T>(&v)))
 }
 
 /// Sizes chosen when a [`Dataplane`] is loaded.
@@ -613,17 +731,33 @@ fn test_run(prog: &libbpf_rs::ProgramMut<'_>, hook: Hook, packet: &[u8]) -> Resu
     })
 }
 
-/// `.rodata` holds one variable, `emptcp_cfg` (bpf/lib/engine.h); the
-/// generated `rodata` type says so, and this checks it.
-fn config_from_rodata(bytes: &[u8]) -> Result<emptcp_config> {
-    const _: () =
-        assert!(std::mem::size_of::<abi::rodata>() == std::mem::size_of::<emptcp_config>());
-    abi::from_bytes::<emptcp_config>(bytes).ok_or_else(|| {
+/// Where `emptcp_cfg` (bpf/lib/engine.h) sits in `.rodata`, by the layout
+/// the skeleton generated from the object's BTF.
+const CONFIG_RANGE: std::ops::Range<usize> = {
+    let start = std::mem::offset_of!(abi::rodata, emptcp_cfg);
+    start..start + std::mem::size_of::<emptcp_config>()
+};
+
+fn config_slot(rodata: &mut [u8]) -> Result<&mut [u8]> {
+    let len = rodata.len();
+    rodata.get_mut(CONFIG_RANGE).ok_or_else(|| {
         Error::new(
             ErrorKind::Load,
-            format!(".rodata is {} bytes, expected emptcp_config", bytes.len()),
+            format!(".rodata is {len} bytes, too short for emptcp_cfg"),
         )
     })
+}
+
+fn config_from_rodata(bytes: &[u8]) -> Result<emptcp_config> {
+    bytes
+        .get(CONFIG_RANGE)
+        .and_then(abi::from_bytes::<emptcp_config>)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Load,
+                format!(".rodata is {} bytes, too short for emptcp_cfg", bytes.len()),
+            )
+        })
 }
 
 fn read_abi_version(obj: &Object) -> Result<u32> {

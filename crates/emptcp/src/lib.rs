@@ -18,7 +18,7 @@ pub mod testing;
 
 pub use dataplane::{
     Attachment, Dataplane, EntryCounters, FlowKey, FlowStats, Generation, LoadOptions, OpStats,
-    ProgramInfo, TestRun,
+    ProgramInfo, TestRun, TrackedConnection, TrackedSubflow,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use hook::Hook;

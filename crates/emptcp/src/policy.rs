@@ -31,7 +31,7 @@ use std::str::FromStr;
 use crate::Hook;
 use crate::abi::{
     self, emptcp_chain, emptcp_config, emptcp_op, emptcp_op_kind, emptcp_pkt_type, emptcp_rule,
-    emptcp_rule_key, emptcp_rule_set, emptcp_shape,
+    emptcp_rule_key, emptcp_rule_set, emptcp_seq_kind, emptcp_shape,
 };
 
 /// Limits of one generation, from `enum emptcp_limits` in abi.h.
@@ -77,6 +77,10 @@ pub enum SelectorKind {
     Port,
     /// What the packet carries (MPTCP subtypes, TCP flags, payload).
     PacketType,
+    /// Where the packet's bytes sit in its subflow's or connection's stream.
+    Sequence,
+    /// The MPTCP connection (token) and the subflow's index within it.
+    Connection,
 }
 
 impl SelectorKind {
@@ -89,6 +93,8 @@ impl SelectorKind {
             SelectorKind::Dst => "dst",
             SelectorKind::Port => "port",
             SelectorKind::PacketType => "packet_type",
+            SelectorKind::Sequence => "sequence",
+            SelectorKind::Connection => "connection",
         }
     }
 }
@@ -361,6 +367,38 @@ pub enum Selector {
     },
     /// Any of these packet types.
     PacketType(Vec<PacketType>),
+    /// Packets whose first payload byte lies in `[start, end)` of a stream:
+    /// the subflow's (TCP sequence number relative to its SYN) or the
+    /// connection's (DSS data sequence number relative to the sender's
+    /// IDSN; only packets carrying a DSS mapping). Learned from the
+    /// handshakes the data plane saw; subflows it did not see never match.
+    Sequence {
+        /// Which stream.
+        stream: Stream,
+        /// First byte offset (inclusive).
+        start: u64,
+        /// Last byte offset (exclusive); `u64::MAX` for "to the end".
+        end: u64,
+    },
+    /// Subflows of one MPTCP connection, named by either side's token
+    /// (`ip mptcp monitor`, MPTCP_INFO), and/or the subflow's index in its
+    /// connection (0: the MP_CAPABLE subflow; then joins in the order their
+    /// SYNs passed the hook). At least one of the two.
+    Connection {
+        /// A token of the connection.
+        token: Option<u32>,
+        /// The subflow's index.
+        subflow_index: Option<u8>,
+    },
+}
+
+/// The byte stream a [`Selector::Sequence`] measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// The subflow's TCP byte stream.
+    Subflow,
+    /// The connection's data stream (RFC 8684 data sequence numbers).
+    Data,
 }
 
 impl Selector {
@@ -373,6 +411,8 @@ impl Selector {
             Selector::Dst(_) => SelectorKind::Dst,
             Selector::Port { .. } => SelectorKind::Port,
             Selector::PacketType(_) => SelectorKind::PacketType,
+            Selector::Sequence { .. } => SelectorKind::Sequence,
+            Selector::Connection { .. } => SelectorKind::Connection,
         }
     }
 }
@@ -614,6 +654,12 @@ struct Term {
     remote_port: Option<u16>,
     /// (require, forbid) alternatives; empty = any packet.
     types: Vec<(u32, u32)>,
+    /// Connection token: the listener's (the connection's id in the data
+    /// plane); an initiator's token is matched through its connection.
+    token: Option<u32>,
+    subflow_index: Option<u8>,
+    /// (stream, start, end) of a sequence selector.
+    seq: Option<(Stream, u64, u64)>,
 }
 
 /// Combines two constraints on one field; `None` in the result's Ok means
@@ -673,6 +719,41 @@ impl Term {
                 };
                 self.types.retain(|(req, forbid)| req & forbid == 0);
                 !self.types.is_empty()
+            }
+            Selector::Sequence { stream, start, end } => match self.seq {
+                None => {
+                    self.seq = Some((*stream, *start, *end));
+                    start < end
+                }
+                Some((s, a, b)) if s == *stream => {
+                    self.seq = Some((s, a.max(*start), b.min(*end)));
+                    a.max(*start) < b.min(*end)
+                }
+                // One range per stream kind and alternative: the data
+                // plane tests one.
+                Some(_) => false,
+            },
+            Selector::Connection {
+                token,
+                subflow_index,
+            } => {
+                let token_ok = match (self.token, token) {
+                    (Some(a), Some(b)) => a == *b,
+                    (None, Some(b)) => {
+                        self.token = Some(*b);
+                        true
+                    }
+                    _ => true,
+                };
+                let index_ok = match (self.subflow_index, subflow_index) {
+                    (Some(a), Some(b)) => a == *b,
+                    (None, Some(b)) => {
+                        self.subflow_index = Some(*b);
+                        true
+                    }
+                    _ => true,
+                };
+                token_ok && index_ok
             }
         };
         ok && self.same_family()
@@ -828,6 +909,7 @@ impl PolicySet {
         let mut shapes: Vec<emptcp_shape> = Vec::new();
         let mut rule_info = Vec::new();
         let mut rule_policy = Vec::new();
+        let mut uses_conntrack = false;
         let mut rules: BTreeMap<Vec<u8>, (emptcp_rule_key, emptcp_rule_set)> = BTreeMap::new();
         for &pi in &order {
             let p = &self.policies[pi];
@@ -843,7 +925,9 @@ impl PolicySet {
                         remote_plen: term.remote.map_or(0, |p| p.len),
                         local_port: term.local_port.is_some() as u8,
                         remote_port: term.remote_port.is_some() as u8,
-                        _pad: [0; 3],
+                        token: term.token.is_some() as u8,
+                        index: term.subflow_index.is_some() as u8,
+                        _pad: 0,
                     };
                     let shape_idx = match shapes.iter().position(|s| same_shape(s, &shape)) {
                         Some(i) => i,
@@ -866,7 +950,9 @@ impl PolicySet {
                     let key = emptcp_rule_key {
                         shape: shape_idx as u8,
                         family: shape.family,
+                        index: term.subflow_index.unwrap_or(0),
                         _pad: 0,
+                        token: term.token.unwrap_or(0),
                         local_port: term.local_port.unwrap_or(0).to_be(),
                         remote_port: term.remote_port.unwrap_or(0).to_be(),
                         local: term.local.map_or([0; 16], |p| p.masked_bytes()),
@@ -879,11 +965,21 @@ impl PolicySet {
                     };
                     for (require, forbid) in alternatives {
                         let id = rule_info.len() as u32;
+                        let (seq_kind, seq_lo, seq_hi) = match term.seq {
+                            None => (emptcp_seq_kind::EMPTCP_SEQ_NONE, 0, 0),
+                            Some((Stream::Subflow, a, b)) => {
+                                (emptcp_seq_kind::EMPTCP_SEQ_SUBFLOW, a, b)
+                            }
+                            Some((Stream::Data, a, b)) => (emptcp_seq_kind::EMPTCP_SEQ_DATA, a, b),
+                        };
+                        uses_conntrack |= term.seq.is_some();
                         rule_info.push(emptcp_rule {
                             chain: policy_chain[pi],
                             type_require: require,
                             type_forbid: forbid,
-                            _pad: 0,
+                            seq_kind: seq_kind.0,
+                            seq_lo,
+                            seq_hi,
                         });
                         rule_policy.push(pi);
                         let entry = rules
@@ -913,6 +1009,8 @@ impl PolicySet {
             generation: 0,
             n_shapes: shapes.len() as u32,
             n_chains: chains.len() as u32,
+            uses_conntrack: (uses_conntrack || shapes.iter().any(|s| s.token != 0 || s.index != 0))
+                as u32,
             ..Default::default()
         };
         for (i, s) in shapes.iter().enumerate() {
@@ -942,19 +1040,18 @@ impl PolicySet {
 }
 
 fn same_shape(a: &emptcp_shape, b: &emptcp_shape) -> bool {
-    (
-        a.family,
-        a.local_plen,
-        a.remote_plen,
-        a.local_port,
-        a.remote_port,
-    ) == (
-        b.family,
-        b.local_plen,
-        b.remote_plen,
-        b.local_port,
-        b.remote_port,
-    )
+    let fields = |s: &emptcp_shape| {
+        (
+            s.family,
+            s.local_plen,
+            s.remote_plen,
+            s.local_port,
+            s.remote_port,
+            s.token,
+            s.index,
+        )
+    };
+    fields(a) == fields(b)
 }
 
 fn validate_value(value: &Selector) -> Result<(), String> {
