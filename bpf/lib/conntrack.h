@@ -285,6 +285,15 @@ __emptcp_ct_learn(enum emptcp_hook hook, void *data, void *data_end, const struc
 		}
 	}
 	sf->last_seen_ns = bpf_ktime_get_ns();
+	if (flags & 0x02) {
+		/* A SYN's window scale (RFC 7323), or none: shift 0. */
+		__u8 ws = pkt->wscale ? pkt->wscale : 1;
+
+		if (sender_lo)
+			sf->wscale_lo = ws;
+		else
+			sf->wscale_hi = ws;
+	}
 	if ((flags & 0x12) == 0x12) {
 		/* SYN/ACK: the responder's ISN. */
 		if (sender_lo)

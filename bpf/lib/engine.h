@@ -26,6 +26,7 @@
 
 #include "counters.h"
 #include "conntrack.h"
+#include "act_rate_limit.h"
 #include <emptcp/plugin.h>
 
 /* Written by the control plane before load (never changes afterwards). */
@@ -368,6 +369,14 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook,
 			break;
 		case EMPTCP_OP_DROP:
 			return EMPTCP_VERDICT_DROP;
+		case EMPTCP_OP_RATE_LIMIT: {
+			int skip = emptcp_act_rate_limit(ctx, hook, pkt,
+							 emptcp_cfg.chains[c].ops[i].arg64);
+
+			if (skip > 0 && skip <= EMPTCP_OP_REASONS && st)
+				st->reasons[skip - 1]++;
+			break;
+		}
 		case EMPTCP_OP_PLUGIN:
 			if (emptcp_plugin_save(count_hook, pkt, c, i))
 				emptcp_tail_call_plugin(ctx, hook, emptcp_cfg.chains[c].ops[i].arg32);

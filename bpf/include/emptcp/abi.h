@@ -98,7 +98,8 @@ struct emptcp_subflow_ct {
 	__u32 version;      /* bumped whenever a field above changes */
 	__u8 index;         /* order of the subflow's SYN among its connection's */
 	__u8 addr_id;       /* MP_JOIN SYN: the initiator's address id */
-	__u16 _pad;
+	__u8 wscale_lo;     /* window scale endpoint lo announced in its SYN, + 1; 0: SYN not seen */
+	__u8 wscale_hi;
 	__u32 token_initiator; /* the connection's other token (0: not yet known) */
 	__u32 _pad2;
 	__u64 last_seen_ns;
@@ -169,6 +170,7 @@ enum emptcp_op_kind {
 	EMPTCP_OP_SET_MARK = 2,  /* TC: skb->mark = arg32 */
 	EMPTCP_OP_DROP = 3,      /* drops the packet; ends the chain */
 	EMPTCP_OP_PLUGIN = 4,    /* tail-calls plugin slot arg32, resumes after it (plugin.h) */
+	EMPTCP_OP_RATE_LIMIT = 5, /* clamps the advertised window to arg64 bytes (never raises it) */
 	EMPTCP_OP__MAX,
 };
 
@@ -298,6 +300,8 @@ enum emptcp_op_reason {
 	EMPTCP_REASON_PLUGIN_STOP = 1, /* a plugin ended the chain (no match) */
 	EMPTCP_REASON_PLUGIN_BAD_VERDICT = 2, /* a plugin returned an unknown value: chain goes on */
 	EMPTCP_REASON_PLUGIN_MISSING = 3, /* the plugin slot was empty: chain went on without it */
+	EMPTCP_REASON_WSCALE_UNKNOWN = 4, /* the sender's SYN (window scale) was not seen: unchanged */
+	EMPTCP_REASON_NO_ACK = 5,         /* no ACK flag: the window means nothing; unchanged */
 	EMPTCP_REASON__MAX = EMPTCP_OP_REASONS,
 };
 

@@ -44,6 +44,7 @@
 /* TCP option kinds (RFC 9293 section 3.2; RFC 8684 section 3 for MPTCP). */
 #define EMPTCP_TCPOPT_EOL 0
 #define EMPTCP_TCPOPT_NOP 1
+#define EMPTCP_TCPOPT_WINDOW 3
 #define EMPTCP_TCPOPT_MPTCP 30
 /* MPTCP subtypes the parser sorts by (RFC 8684 section 7.2). */
 #define EMPTCP_MPTCP_SUB_MP_JOIN 1
@@ -81,7 +82,8 @@ struct emptcp_pkt {
 	__u16 off_handshake;  /* MP_CAPABLE or MP_JOIN */
 	__u16 off_dss;        /* DSS */
 	__u16 off_control;    /* any other subtype */
-	__u16 _pad2;
+	__u8 wscale;          /* window scale option's shift + 1; 0 when absent */
+	__u8 _pad2;
 };
 
 /*
@@ -134,6 +136,7 @@ static __emptcp_inline int __emptcp_parse_tcp(void *data, void *data_end, __u32 
 	pkt->off_handshake = (__u16)__emptcp_opaque_zero;
 	pkt->off_dss = (__u16)__emptcp_opaque_zero;
 	pkt->off_control = (__u16)__emptcp_opaque_zero;
+	pkt->wscale = (__u8)__emptcp_opaque_zero;
 	pkt->mptcp_subtypes = 0;
 
 	opt = (void *)(th + 1);
@@ -167,6 +170,11 @@ static __emptcp_inline int __emptcp_parse_tcp(void *data, void *data_end, __u32 
 		len = p[1];
 		if (len < 2 || pos + len > optlen)
 			break;
+		if (kind == EMPTCP_TCPOPT_WINDOW && len == 3) {
+			if ((void *)(p + 3) > data_end)
+				return EMPTCP_PARSE_MALFORMED;
+			pkt->wscale = p[2] + 1;
+		}
 		if (kind == EMPTCP_TCPOPT_MPTCP && len >= 3) {
 			if ((void *)(p + 3) > data_end)
 				return EMPTCP_PARSE_MALFORMED;

@@ -426,6 +426,14 @@ pub enum Action {
     SetMark(u32),
     /// Drops the packet; later operators do not run.
     Drop,
+    /// Clamps (never raises) the window the packet advertises to this many
+    /// bytes, honouring the sender's window scale (needs its SYN seen by the
+    /// data plane). Slows the packet's receiver: put it on the ACKs going to
+    /// the data sender of the subflow.
+    RateLimit {
+        /// Window cap in bytes (at least 1).
+        window_bytes: u32,
+    },
     /// Runs the plugin given for this slot when the generation is loaded
     /// (`Dataplane::load_generation`); the chain resumes after it unless it
     /// stops or drops.
@@ -440,6 +448,7 @@ impl Action {
             Action::SetMark(_) => "set_mark",
             Action::Drop => "drop",
             Action::Plugin(_) => "plugin",
+            Action::RateLimit { .. } => "rate_limit",
         }
     }
 
@@ -448,16 +457,18 @@ impl Action {
     }
 
     fn op(self) -> emptcp_op {
-        let (kind, arg32) = match self {
-            Action::Count => (emptcp_op_kind::EMPTCP_OP_COUNT, 0),
-            Action::SetMark(mark) => (emptcp_op_kind::EMPTCP_OP_SET_MARK, mark),
-            Action::Drop => (emptcp_op_kind::EMPTCP_OP_DROP, 0),
-            Action::Plugin(slot) => (emptcp_op_kind::EMPTCP_OP_PLUGIN, u32::from(slot)),
+        use emptcp_op_kind as k;
+        let (kind, arg32, arg64) = match self {
+            Action::Count => (k::EMPTCP_OP_COUNT, 0, 0),
+            Action::SetMark(mark) => (k::EMPTCP_OP_SET_MARK, mark, 0),
+            Action::Drop => (k::EMPTCP_OP_DROP, 0, 0),
+            Action::Plugin(slot) => (k::EMPTCP_OP_PLUGIN, u32::from(slot), 0),
+            Action::RateLimit { window_bytes } => (k::EMPTCP_OP_RATE_LIMIT, 0, window_bytes.into()),
         };
         emptcp_op {
             kind: kind.0,
             arg32,
-            arg64: 0,
+            arg64,
         }
     }
 }
@@ -873,6 +884,16 @@ impl PolicySet {
                         "plugin slot {slot}: there are {} slots",
                         limits::PLUGIN_SLOTS
                     ),
+                ));
+            }
+            if p.actions
+                .actions()
+                .contains(&Action::RateLimit { window_bytes: 0 })
+            {
+                return Err(err(
+                    Some(p),
+                    None,
+                    "rate_limit needs a window of at least 1 byte",
                 ));
             }
             if let Some(a) = p.actions.actions().iter().find(|a| !a.valid_at(hook)) {
