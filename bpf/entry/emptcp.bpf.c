@@ -42,6 +42,9 @@ struct emptcp_abi_anchor {
 	enum emptcp_op_reason reason;
 	enum emptcp_plugin_verdict plugin;
 	enum emptcp_seq_kind seq;
+	enum emptcp_event_version event_version;
+	enum emptcp_event_kind event_kind;
+	struct emptcp_event event;
 	enum emptcp_ct_flags ct;
 	struct emptcp_ct_key ct_key;
 	struct emptcp_subflow_ct ct_subflow;

@@ -27,6 +27,7 @@
 #include "counters.h"
 #include "conntrack.h"
 #include "act_rate_limit.h"
+#include "act_events.h"
 #include <emptcp/plugin.h>
 
 /* Written by the control plane before load (never changes afterwards). */
@@ -377,6 +378,10 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook,
 				st->reasons[skip - 1]++;
 			break;
 		}
+		case EMPTCP_OP_GET_CONNECT:
+		case EMPTCP_OP_GET_SUBFLOW:
+			emptcp_act_event(ctx, hook, pkt, kind);
+			break;
 		case EMPTCP_OP_PLUGIN:
 			if (emptcp_plugin_save(count_hook, pkt, c, i))
 				emptcp_tail_call_plugin(ctx, hook, emptcp_cfg.chains[c].ops[i].arg32);

@@ -125,6 +125,47 @@ struct emptcp_token_ct {
 };
 EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_token_ct) != 8);
 
+/*
+ * Events (ring buffer emptcp_events). One record layout for every kind;
+ * `version` changes with any incompatible change, and readers refuse
+ * versions they do not know.
+ */
+enum emptcp_event_version {
+	EMPTCP_EVENT_VERSION = 1,
+};
+
+enum emptcp_event_kind {
+	EMPTCP_EV_CONNECTION = 1,  /* get_connect: MP_CAPABLE keys (and the tokens they give) */
+	EMPTCP_EV_SUBFLOW = 2,     /* get_subflow: an MPTCP SYN (MP_CAPABLE or MP_JOIN) */
+	EMPTCP_EV__MAX,
+};
+
+struct emptcp_event {
+	__u16 version;          /* EMPTCP_EVENT_VERSION */
+	__u16 kind;             /* enum emptcp_event_kind */
+	__u32 ifindex;
+	__u64 ts_ns;            /* bpf_ktime_get_ns */
+	__u8 hook;              /* enum emptcp_hook */
+	__u8 family;
+	__u8 index;             /* subflow index in its connection, 0xff unknown */
+	__u8 join;              /* SUBFLOW: the SYN carries MP_JOIN (else MP_CAPABLE) */
+	__be16 sport;
+	__be16 dport;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u64 key_sender;       /* CONNECTION: the option's sender key */
+	__u64 key_receiver;     /* CONNECTION: its receiver key (0 when absent) */
+	__u32 token_sender;     /* tokens of those keys (SHA-256, RFC 8684 3.2) */
+	__u32 token_receiver;
+	__u32 join_token;       /* SUBFLOW, MP_JOIN: the receiver's token it carries */
+	__u32 join_nonce;       /* SUBFLOW, MP_JOIN: the sender's random number */
+	__u32 connection;       /* the tracked connection (listener's token), 0 unknown */
+	__u8 address_id;        /* SUBFLOW, MP_JOIN */
+	__u8 backup;            /* SUBFLOW, MP_JOIN: B flag */
+	__u8 _pad[2];
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_event) != 96);
+
 /* Packet counters of an entry program, indexed by enum emptcp_entry_counter. */
 enum emptcp_entry_counter {
 	EMPTCP_CNT_SEEN = 0,     /* every packet the entry ran on */
@@ -144,6 +185,7 @@ enum emptcp_entry_counter {
 	EMPTCP_CNT_CT_JOIN_UNKNOWN,/* MP_JOIN SYN whose token no tracked connection has */
 	EMPTCP_CNT_CT_FULL,       /* a tracking table refused an entry */
 	EMPTCP_CNT_CT_CLOSED,     /* subflows forgotten (FIN both ways, RST, MP_TCPRST, fallback) */
+	EMPTCP_CNT_EVENTS_LOST,   /* events the ring buffer had no room for */
 	EMPTCP_CNT__MAX,
 };
 
@@ -171,6 +213,8 @@ enum emptcp_op_kind {
 	EMPTCP_OP_DROP = 3,      /* drops the packet; ends the chain */
 	EMPTCP_OP_PLUGIN = 4,    /* tail-calls plugin slot arg32, resumes after it (plugin.h) */
 	EMPTCP_OP_RATE_LIMIT = 5, /* clamps the advertised window to arg64 bytes (never raises it) */
+	EMPTCP_OP_GET_CONNECT = 6, /* event with MP_CAPABLE keys and tokens */
+	EMPTCP_OP_GET_SUBFLOW = 7, /* event on each MPTCP SYN: join token, nonce, address id, index */
 	EMPTCP_OP__MAX,
 };
 

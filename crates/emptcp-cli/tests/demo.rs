@@ -53,7 +53,9 @@ fn demo_ipv4_tc_ingress() {
     if !emptcp_testbed::root_or_skip() {
         return;
     }
-    check(&demo(&["--bytes", "4M", "--rate-mbit", "0"]), 4 << 20);
+    // Rate-limited paths (the default): an unlimited 4 MiB transfer can end
+    // before the join carries data, which the demo reports as an error.
+    check(&demo(&["--bytes", "4M"]), 4 << 20);
 }
 
 #[test]

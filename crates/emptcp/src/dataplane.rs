@@ -19,7 +19,7 @@ use crate::{Error, ErrorKind, Hook, Result};
 const ENTRY_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/emptcp.bpf.o"));
 
 /// Names of `enum emptcp_entry_counter`, in order.
-pub(crate) const ENTRY_COUNTER_NAMES: [&str; 17] = [
+pub(crate) const ENTRY_COUNTER_NAMES: [&str; 18] = [
     "seen",
     "not_tcp",
     "malformed",
@@ -37,11 +37,25 @@ pub(crate) const ENTRY_COUNTER_NAMES: [&str; 17] = [
     "ct_join_unknown",
     "ct_full",
     "ct_closed",
+    "events_lost",
 ];
 
 const FLOWS_MAP: &str = "emptcp_flows";
 const COUNTERS_MAP: &str = "emptcp_counters";
 const PLUGIN_STATE_MAP: &str = "emptcp_pstate";
+
+/// Maps every generation shares with the data plane's generation 0 (flow
+/// state, counters, connection tracking, events); all others belong to each
+/// generation's own program instance.
+const SHARED_MAPS: &[&str] = &[
+    FLOWS_MAP,
+    COUNTERS_MAP,
+    PLUGIN_STATE_MAP,
+    "emptcp_ct_sf",
+    "emptcp_ct_conn",
+    "emptcp_ct_tok",
+    "emptcp_events",
+];
 
 /// A loaded emptcp data plane: the entry programs of generation 0 (no rules:
 /// every packet passes), the maps all generations share (flows, counters),
@@ -176,8 +190,7 @@ impl Dataplane {
                 r.map_err(|e| Error::bpf(format!("preparing map {name}"), e))
             };
             match name.as_str() {
-                FLOWS_MAP | COUNTERS_MAP | PLUGIN_STATE_MAP | "emptcp_ct_sf" | "emptcp_ct_conn"
-                | "emptcp_ct_tok" => set(map.reuse_fd(self.map(&name)?.as_fd()))?,
+                n if SHARED_MAPS.contains(&n) => set(map.reuse_fd(self.map(n)?.as_fd()))?,
                 "emptcp_rules" => set(map.set_max_entries(sized(policy.rules.len())))?,
                 "emptcp_rule_info" | "emptcp_rule_hits" => {
                     set(map.set_max_entries(sized(policy.rule_info.len())))?
@@ -448,6 +461,12 @@ impl Dataplane {
             c.subflows.sort_by_key(|s| s.index.unwrap_or(u8::MAX));
         }
         Ok(v)
+    }
+
+    /// The event map, for an [`crate::events::EventReader`]:
+    /// `EventReader::new(&dp.events_map()?)`.
+    pub fn events_map(&self) -> Result<libbpf_rs::Map<'_>> {
+        self.map("emptcp_events")
     }
 
     /// Entry program counters of `hook`, summed over CPUs.

@@ -9,6 +9,7 @@
 pub mod abi;
 mod dataplane;
 mod error;
+pub mod events;
 mod hook;
 pub mod netns;
 pub mod plugin;

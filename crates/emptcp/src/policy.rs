@@ -434,6 +434,12 @@ pub enum Action {
         /// Window cap in bytes (at least 1).
         window_bytes: u32,
     },
+    /// Sends an event with the keys of an MP_CAPABLE option that carries
+    /// them, and their tokens.
+    GetConnect,
+    /// Sends an event on each MPTCP SYN: MP_CAPABLE, or MP_JOIN with its
+    /// token, random number and address id, and the subflow's index.
+    GetSubflow,
     /// Runs the plugin given for this slot when the generation is loaded
     /// (`Dataplane::load_generation`); the chain resumes after it unless it
     /// stops or drops.
@@ -449,6 +455,8 @@ impl Action {
             Action::Drop => "drop",
             Action::Plugin(_) => "plugin",
             Action::RateLimit { .. } => "rate_limit",
+            Action::GetConnect => "get_connect",
+            Action::GetSubflow => "get_subflow",
         }
     }
 
@@ -464,6 +472,8 @@ impl Action {
             Action::Drop => (k::EMPTCP_OP_DROP, 0, 0),
             Action::Plugin(slot) => (k::EMPTCP_OP_PLUGIN, u32::from(slot), 0),
             Action::RateLimit { window_bytes } => (k::EMPTCP_OP_RATE_LIMIT, 0, window_bytes.into()),
+            Action::GetConnect => (k::EMPTCP_OP_GET_CONNECT, 0, 0),
+            Action::GetSubflow => (k::EMPTCP_OP_GET_SUBFLOW, 0, 0),
         };
         emptcp_op {
             kind: kind.0,
