@@ -88,7 +88,6 @@ account_flow(enum emptcp_hook hook, __u32 ifindex, const struct emptcp_pkt *pkt,
 	st->packets++;
 	st->bytes += wire_len - pkt->l3_off;
 	st->payload_bytes += payload;
-	st->last_seen_ns = bpf_ktime_get_ns();
 	return st;
 }
 

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+pub mod bench;
 mod dataplane;
 mod error;
 pub mod events;
