@@ -147,6 +147,19 @@ int emptcp_xdp(struct xdp_md *ctx)
  * extension headers, TCP with 40 bytes of options. */
 #define EMPTCP_PULL_LEN 256
 
+/* The TC return code of an engine verdict. */
+static __emptcp_inline int tc_verdict(int verdict)
+{
+	switch (verdict) {
+	case EMPTCP_VERDICT_DROP:
+		return TC_ACT_SHOT;
+	case EMPTCP_VERDICT_REDIRECT:
+		return TC_ACT_REDIRECT;
+	default:
+		return TC_ACT_UNSPEC;
+	}
+}
+
 static __emptcp_inline int tc_entry(struct __sk_buff *skb, enum emptcp_hook hook)
 {
 	__u32 linear = skb->data_end - skb->data;
@@ -158,10 +171,8 @@ static __emptcp_inline int tc_entry(struct __sk_buff *skb, enum emptcp_hook hook
 	 * parser then counts it as malformed and passes it. */
 	if (linear < skb->len && linear < EMPTCP_PULL_LEN)
 		bpf_skb_pull_data(skb, skb->len < EMPTCP_PULL_LEN ? skb->len : EMPTCP_PULL_LEN);
-	if (entry(skb, hook, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->ifindex,
-		  skb->len) == EMPTCP_VERDICT_DROP)
-		return TC_ACT_SHOT;
-	return TC_ACT_UNSPEC;
+	return tc_verdict(entry(skb, hook, (void *)(long)skb->data, (void *)(long)skb->data_end,
+				skb->ifindex, skb->len));
 }
 
 SEC("tc/ingress")
@@ -183,17 +194,13 @@ int emptcp_tc_eg(struct __sk_buff *skb)
 SEC("tc/ingress")
 int emptcp_tci_res(struct __sk_buff *skb)
 {
-	return emptcp_resume_chain(skb, EMPTCP_HOOK_TC_INGRESS) == EMPTCP_VERDICT_DROP
-		       ? TC_ACT_SHOT
-		       : TC_ACT_UNSPEC;
+	return tc_verdict(emptcp_resume_chain(skb, EMPTCP_HOOK_TC_INGRESS));
 }
 
 SEC("tc/egress")
 int emptcp_tce_res(struct __sk_buff *skb)
 {
-	return emptcp_resume_chain(skb, EMPTCP_HOOK_TC_EGRESS) == EMPTCP_VERDICT_DROP
-		       ? TC_ACT_SHOT
-		       : TC_ACT_UNSPEC;
+	return tc_verdict(emptcp_resume_chain(skb, EMPTCP_HOOK_TC_EGRESS));
 }
 
 SEC("xdp")

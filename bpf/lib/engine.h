@@ -126,6 +126,7 @@ EMPTCP_BUILD_BUG_ON(EMPTCP_PLUGIN_SLOTS != 4);
 enum emptcp_verdict {
 	EMPTCP_VERDICT_PASS = 0,
 	EMPTCP_VERDICT_DROP,
+	EMPTCP_VERDICT_REDIRECT,  /* TC: bpf_redirect_neigh has set where it goes */
 };
 
 static __emptcp_inline __u32 emptcp_pkt_types(const struct emptcp_pkt *pkt)
@@ -378,6 +379,21 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook,
 				st->reasons[skip - 1]++;
 			break;
 		}
+		case EMPTCP_OP_REDIRECT:
+			if (hook == EMPTCP_HOOK_XDP) {
+				if (st)
+					st->reasons[EMPTCP_REASON_WRONG_HOOK]++;
+				break;
+			}
+			/* The neighbour of the packet's destination on the
+			 * target link gives the MAC addresses (no FIB lookup:
+			 * the policy chose the link). */
+			if (bpf_redirect_neigh(emptcp_cfg.chains[c].ops[i].arg32, NULL, 0, 0) ==
+			    TC_ACT_REDIRECT)
+				return EMPTCP_VERDICT_REDIRECT;
+			if (st)
+				st->reasons[EMPTCP_REASON_REDIRECT_FAILED]++;
+			break;
 		case EMPTCP_OP_GET_CONNECT:
 		case EMPTCP_OP_GET_SUBFLOW:
 			emptcp_act_event(ctx, hook, pkt, kind);

@@ -201,7 +201,7 @@ enum emptcp_limits {
 	EMPTCP_CHAIN_OPS_MAX = 16,  /* operators per action chain */
 	EMPTCP_RULE_SLOTS = 4,      /* rules sharing one flow key in one shape */
 	EMPTCP_MEMO_MAX = 8,        /* candidate rules remembered per flow */
-	EMPTCP_OP_REASONS = 6,      /* skip/error reasons counted per operator */
+	EMPTCP_OP_REASONS = 7,      /* skip/error reasons counted per operator */
 	EMPTCP_PLUGIN_SLOTS = 4,    /* plugin slots per entry program */
 };
 
@@ -215,6 +215,7 @@ enum emptcp_op_kind {
 	EMPTCP_OP_RATE_LIMIT = 5, /* clamps the advertised window to arg64 bytes (never raises it) */
 	EMPTCP_OP_GET_CONNECT = 6, /* event with MP_CAPABLE keys and tokens */
 	EMPTCP_OP_GET_SUBFLOW = 7, /* event on each MPTCP SYN: join token, nonce, address id, index */
+	EMPTCP_OP_REDIRECT = 8,  /* TC: out of ifindex arg32 (bpf_redirect_neigh); ends the chain */
 	EMPTCP_OP__MAX,
 };
 
@@ -335,7 +336,6 @@ enum emptcp_pkt_type {
 struct emptcp_op_stats {
 	__u64 hits;
 	__u64 reasons[EMPTCP_OP_REASONS];  /* enum emptcp_op_reason */
-	__u64 _pad;
 };
 EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_op_stats) != 64);
 
@@ -346,6 +346,7 @@ enum emptcp_op_reason {
 	EMPTCP_REASON_PLUGIN_MISSING = 3, /* the plugin slot was empty: chain went on without it */
 	EMPTCP_REASON_WSCALE_UNKNOWN = 4, /* the sender's SYN (window scale) was not seen: unchanged */
 	EMPTCP_REASON_NO_ACK = 5,         /* no ACK flag: the window means nothing; unchanged */
+	EMPTCP_REASON_REDIRECT_FAILED = 6, /* the kernel refused the redirect: the packet went on */
 	EMPTCP_REASON__MAX = EMPTCP_OP_REASONS,
 };
 

@@ -642,7 +642,7 @@ pub struct OpStats {
     /// Packets the operator ran on.
     pub hits: u64,
     /// Packets it could not act on, by `enum emptcp_op_reason`.
-    pub reasons: [u64; 6],
+    pub reasons: [u64; crate::policy::limits::OP_REASONS],
 }
 
 /// A refused load: EPERM is a missing capability; anything else (EACCES,

@@ -47,6 +47,8 @@ pub mod limits {
     pub const RULE_SLOTS: usize = l::EMPTCP_RULE_SLOTS.0 as usize;
     /// Selector stages in a selector chain (as many as operators in a chain).
     pub const STAGES: usize = CHAIN_OPS;
+    /// Skip reasons counted per operator.
+    pub const OP_REASONS: usize = l::EMPTCP_OP_REASONS.0 as usize;
     /// Plugin slots per entry program.
     pub const PLUGIN_SLOTS: usize = l::EMPTCP_PLUGIN_SLOTS.0 as usize;
     /// Conjunctive terms one policy's expression may expand to.
@@ -434,6 +436,14 @@ pub enum Action {
         /// Window cap in bytes (at least 1).
         window_bytes: u32,
     },
+    /// Sends the packet out of interface `ifindex` (TC hooks;
+    /// `bpf_redirect_neigh`: the neighbour of the packet's destination on
+    /// that link supplies the MAC addresses), e.g. to put a subflow on
+    /// another physical link. Ends the chain.
+    Redirect {
+        /// Interface index, in the namespace of the attachment.
+        ifindex: u32,
+    },
     /// Sends an event with the keys of an MP_CAPABLE option that carries
     /// them, and their tokens.
     GetConnect,
@@ -455,13 +465,17 @@ impl Action {
             Action::Drop => "drop",
             Action::Plugin(_) => "plugin",
             Action::RateLimit { .. } => "rate_limit",
+            Action::Redirect { .. } => "redirect",
             Action::GetConnect => "get_connect",
             Action::GetSubflow => "get_subflow",
         }
     }
 
     fn valid_at(self, hook: Hook) -> bool {
-        !matches!((self, hook), (Action::SetMark(_), Hook::Xdp))
+        !matches!(
+            (self, hook),
+            (Action::SetMark(_) | Action::Redirect { .. }, Hook::Xdp)
+        )
     }
 
     fn op(self) -> emptcp_op {
@@ -472,6 +486,7 @@ impl Action {
             Action::Drop => (k::EMPTCP_OP_DROP, 0, 0),
             Action::Plugin(slot) => (k::EMPTCP_OP_PLUGIN, u32::from(slot), 0),
             Action::RateLimit { window_bytes } => (k::EMPTCP_OP_RATE_LIMIT, 0, window_bytes.into()),
+            Action::Redirect { ifindex } => (k::EMPTCP_OP_REDIRECT, ifindex, 0),
             Action::GetConnect => (k::EMPTCP_OP_GET_CONNECT, 0, 0),
             Action::GetSubflow => (k::EMPTCP_OP_GET_SUBFLOW, 0, 0),
         };
