@@ -3,6 +3,8 @@
 //! kernel MPTCP: tokens derived in the data plane equal the codec's and the
 //! kernel's, and every join finds its connection.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
 
 use emptcp::policy::{
@@ -414,7 +416,6 @@ fn sequence_selector_measures_subflow_and_data_offsets() {
 /// policy on the second subflow (index 1) sees exactly that subflow.
 #[test]
 fn live_tokens_match_the_kernel_and_joins_find_their_connection() {
-    use emptcp::netns::NetnsGuard;
     use emptcp_testbed::presets::{self, TwoPathOpts};
     use emptcp_testbed::traffic::{self, TransferOpts};
 
@@ -432,15 +433,13 @@ fn live_tokens_match_the_kernel_and_joins_find_their_connection() {
         Action::Count,
     );
     let compiled = set.compile(Hook::TcIngress).unwrap();
-    {
-        let _in_router = NetnsGuard::enter(&tb.router.netns_path()).unwrap();
-        for iface in ["r1", "r2"] {
-            let ifindex = tb.router_ifindex(iface).unwrap();
-            dp.attach(Hook::TcIngress, ifindex).unwrap();
-            let g = dp.load_generation(&compiled, &[]).unwrap();
-            dp.apply(ifindex, g).unwrap();
-        }
-    }
+    common::attach_router(
+        &mut dp,
+        &tb,
+        Hook::TcIngress,
+        &["r1", "r2"],
+        Some(&compiled),
+    );
     let t = traffic::transfer(
         &tb.client,
         &tb.server,

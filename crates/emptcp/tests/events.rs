@@ -1,6 +1,8 @@
 //! get_connect and get_subflow: events on crafted handshakes and on real
 //! kernel MPTCP, checked against the codec's and the kernel's tokens.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
 
 use emptcp::events::{Event, EventReader};
@@ -158,7 +160,6 @@ fn crafted_handshake_gives_connection_and_subflow_events() {
 
 #[test]
 fn live_events_carry_the_kernels_tokens() {
-    use emptcp::netns::NetnsGuard;
     use emptcp_testbed::presets::{self, TwoPathOpts};
     use emptcp_testbed::traffic::{self, TransferOpts};
 
@@ -168,15 +169,13 @@ fn live_events_carry_the_kernels_tokens() {
     let tb = presets::two_path("events", TwoPathOpts::default()).unwrap();
     let mut dp = Dataplane::load().unwrap();
     let compiled = events_policy(Hook::TcIngress);
-    {
-        let _in_router = NetnsGuard::enter(&tb.router.netns_path()).unwrap();
-        for iface in ["r1", "r2"] {
-            let ifindex = tb.router_ifindex(iface).unwrap();
-            dp.attach(Hook::TcIngress, ifindex).unwrap();
-            let g = dp.load_generation(&compiled, &[]).unwrap();
-            dp.apply(ifindex, g).unwrap();
-        }
-    }
+    common::attach_router(
+        &mut dp,
+        &tb,
+        Hook::TcIngress,
+        &["r1", "r2"],
+        Some(&compiled),
+    );
     let map = dp.events_map().unwrap();
     let mut reader = EventReader::new(&map).unwrap();
     let t = traffic::transfer(

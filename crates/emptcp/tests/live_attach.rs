@@ -1,7 +1,8 @@
 //! The entry programs on real interfaces: tcx attachment on a middle node
 //! carrying real kernel MPTCP, and detach leaving the device as it was.
 
-use emptcp::netns::NetnsGuard;
+mod common;
+
 use emptcp::{Dataplane, Hook};
 use emptcp_testbed::presets::{self, TwoPath, TwoPathOpts};
 use emptcp_testbed::traffic::{self, SenderReport, TransferOpts};
@@ -34,12 +35,7 @@ fn device_state(host: &Host, iface: &str) -> String {
 }
 
 fn attach_router(dp: &mut Dataplane, tb: &TwoPath, hook: Hook, ifaces: &[&str]) {
-    let _in_router = NetnsGuard::enter(&tb.router.netns_path()).expect("enter router netns");
-    for iface in ifaces {
-        let ifindex = tb.router_ifindex(iface).unwrap();
-        dp.attach(hook, ifindex)
-            .unwrap_or_else(|e| panic!("attach {hook} on {iface}: {e:#}"));
-    }
+    common::attach_router(dp, tb, hook, ifaces, None);
 }
 
 fn live_tc_ingress(family: Family) {

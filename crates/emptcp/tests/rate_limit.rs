@@ -1,6 +1,8 @@
 //! rate_limit on crafted packets, byte for byte with every checksum
 //! recomputed, at XDP and both TC hooks.
 
+mod common;
+
 use std::net::Ipv4Addr;
 
 use emptcp::policy::{
@@ -173,7 +175,6 @@ struct LiveRun {
 }
 
 fn live_run(cap: Option<u32>, offloads: emptcp_testbed::Offloads) -> LiveRun {
-    use emptcp::netns::NetnsGuard;
     use emptcp_testbed::presets::{self, TwoPathOpts};
     use emptcp_testbed::traffic::{self, SenderReport, TransferOpts};
 
@@ -186,7 +187,6 @@ fn live_run(cap: Option<u32>, offloads: emptcp_testbed::Offloads) -> LiveRun {
     };
     let tb = presets::two_path("clamp", opts).unwrap();
     let mut dp = Dataplane::load().unwrap();
-    let mut generations = Vec::new();
     if let Some(cap) = cap {
         // ACKs from the server to the client's path-1 address, at r3's
         // ingress (server side of path 1).
@@ -202,12 +202,7 @@ fn live_run(cap: Option<u32>, offloads: emptcp_testbed::Offloads) -> LiveRun {
         }
         .compile(Hook::TcIngress)
         .unwrap();
-        let _in_router = NetnsGuard::enter(&tb.router.netns_path()).unwrap();
-        let ifindex = tb.router_ifindex("r3").unwrap();
-        dp.attach(Hook::TcIngress, ifindex).unwrap();
-        let g = dp.load_generation(&compiled, &[]).unwrap();
-        dp.apply(ifindex, g).unwrap();
-        generations.push(ifindex);
+        common::attach_router(&mut dp, &tb, Hook::TcIngress, &["r3"], Some(&compiled));
     }
     let before = tb.client.nstat().unwrap();
     let pcap = std::env::temp_dir().join(format!(
@@ -241,12 +236,7 @@ fn live_run(cap: Option<u32>, offloads: emptcp_testbed::Offloads) -> LiveRun {
         .iter()
         .map(SenderReport::acked_payload)
         .sum();
-    let ops = dp
-        .attachments()
-        .iter()
-        .filter_map(|a| a.generation())
-        .flat_map(|g| g.op_stats(0).unwrap())
-        .collect();
+    let ops = common::chain0_ops(&dp);
     let client_csum_errors = tb
         .client
         .nstat()

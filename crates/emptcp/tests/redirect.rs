@@ -1,7 +1,8 @@
 //! redirect: a middle node puts a subflow on another link (the paper's
 //! multi-tenant use case), live on real kernel MPTCP, with a control run.
 
-use emptcp::netns::NetnsGuard;
+mod common;
+
 use emptcp::policy::{
     Action, ActionChain, Combine, Policy, PolicySet, Selector, SelectorChain, SelectorKind,
 };
@@ -18,29 +19,23 @@ const BYTES: u64 = 16 << 20;
 fn run(redirect: bool) -> (u64, u64, u64, Vec<emptcp::OpStats>) {
     let tb = presets::two_path("redir", TwoPathOpts::default()).unwrap();
     let mut dp = Dataplane::load().unwrap();
-    {
-        let _in_router = NetnsGuard::enter(&tb.router.netns_path()).unwrap();
-        let r2 = tb.router_ifindex("r2").unwrap();
-        dp.attach(Hook::TcIngress, r2).unwrap();
-        if redirect {
-            let mut sc = SelectorChain::new();
-            sc.add(SelectorKind::Src, Combine::And);
-            let mut ac = ActionChain::new();
-            ac.add(Action::Count).add(Action::Redirect {
-                ifindex: tb.router_ifindex("r3").unwrap(),
-            });
-            let mut p = Policy::new("path2_via_r3", ac);
-            p.select(0, Selector::Src("10.77.2.0/24".parse().unwrap()));
-            let compiled = PolicySet {
-                selectors: sc,
-                policies: vec![p],
-            }
-            .compile(Hook::TcIngress)
-            .unwrap();
-            let g = dp.load_generation(&compiled, &[]).unwrap();
-            dp.apply(r2, g).unwrap();
+    let policy = redirect.then(|| {
+        let mut sc = SelectorChain::new();
+        sc.add(SelectorKind::Src, Combine::And);
+        let mut ac = ActionChain::new();
+        ac.add(Action::Count).add(Action::Redirect {
+            ifindex: tb.router_ifindex("r3").unwrap(),
+        });
+        let mut p = Policy::new("path2_via_r3", ac);
+        p.select(0, Selector::Src("10.77.2.0/24".parse().unwrap()));
+        PolicySet {
+            selectors: sc,
+            policies: vec![p],
         }
-    }
+        .compile(Hook::TcIngress)
+        .unwrap()
+    });
+    common::attach_router(&mut dp, &tb, Hook::TcIngress, &["r2"], policy.as_ref());
     let (r3, r4) = (
         tb.router.iface_counters("r3").unwrap(),
         tb.router.iface_counters("r4").unwrap(),
@@ -63,12 +58,7 @@ fn run(redirect: bool) -> (u64, u64, u64, Vec<emptcp::OpStats>) {
         .filter(|s| s.local.map(|a| a.ip()) == Some("10.77.2.1".parse().unwrap()))
         .map(SenderReport::acked_payload)
         .sum();
-    let ops = dp
-        .attachments()
-        .iter()
-        .filter_map(|a| a.generation())
-        .flat_map(|g| g.op_stats(0).unwrap())
-        .collect();
+    let ops = common::chain0_ops(&dp);
     (
         r3b.tx_bytes - r3.tx_bytes,
         r4b.tx_bytes - r4.tx_bytes,

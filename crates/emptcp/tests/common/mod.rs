@@ -1,0 +1,37 @@
+//! Shared by the live tests: emptcp on the two-path testbed's router.
+#![allow(dead_code)] // each test binary uses its own part
+
+use emptcp::netns::NetnsGuard;
+use emptcp::policy::CompiledPolicy;
+use emptcp::{Dataplane, Hook, OpStats};
+use emptcp_testbed::presets::TwoPath;
+
+/// Attaches `hook` on each of the router's `ifaces` and, when given, applies
+/// `policy` there (one generation per attachment).
+pub fn attach_router(
+    dp: &mut Dataplane,
+    tb: &TwoPath,
+    hook: Hook,
+    ifaces: &[&str],
+    policy: Option<&CompiledPolicy>,
+) {
+    let _in_router = NetnsGuard::enter(&tb.router.netns_path()).expect("enter router netns");
+    for iface in ifaces {
+        let ifindex = tb.router_ifindex(iface).unwrap();
+        dp.attach(hook, ifindex)
+            .unwrap_or_else(|e| panic!("attach {hook} on {iface}: {e:#}"));
+        if let Some(policy) = policy {
+            let g = dp.load_generation(policy, &[]).expect("load generation");
+            dp.apply(ifindex, g).expect("apply generation");
+        }
+    }
+}
+
+/// Operator counters of chain 0 of every attachment's generation.
+pub fn chain0_ops(dp: &Dataplane) -> Vec<OpStats> {
+    dp.attachments()
+        .iter()
+        .filter_map(|a| a.generation())
+        .flat_map(|g| g.op_stats(0).unwrap())
+        .collect()
+}
