@@ -82,6 +82,10 @@ struct DemoReport {
     subflows: Vec<SubflowRow>,
     emptcp_counters: Vec<(String, emptcp::EntryCounters)>,
     policies: Vec<PolicyRow>,
+    /// What connection tracking on the router learned.
+    connections: Vec<emptcp::TrackedConnection>,
+    /// get_connect / get_subflow events.
+    events: Vec<emptcp::events::Event>,
 }
 
 /// What one policy did, summed over the router's attachments.
@@ -106,9 +110,17 @@ fn demo_policy(hook: Hook, family: Family) -> PolicySet {
     let mut sc = SelectorChain::new();
     sc.add(SelectorKind::PacketType, Combine::And)
         .add(SelectorKind::Src, Combine::Or);
-    let mut joins = Policy::new("mp_join_syns", chain(&[Action::Count]));
-    joins
-        .select(0, Selector::PacketType(vec![PacketType::MpJoinSyn]))
+    // Handshakes first (priority 10), whichever path they take: events with
+    // the keys (get_connect) and one per subflow SYN (get_subflow).
+    let mut handshakes = Policy::new(
+        "handshakes",
+        chain(&[Action::Count, Action::GetConnect, Action::GetSubflow]),
+    );
+    handshakes
+        .select(
+            0,
+            Selector::PacketType(vec![PacketType::MpCapable, PacketType::MpJoinSyn]),
+        )
         .priority(10);
     let mut path1 = Policy::new("path1", chain(&[Action::Count]));
     path1.select(1, Selector::Src(path_prefix(1)));
@@ -121,7 +133,7 @@ fn demo_policy(hook: Hook, family: Family) -> PolicySet {
     path2.select(1, Selector::Src(path_prefix(2)));
     PolicySet {
         selectors: sc,
-        policies: vec![joins, path1, path2],
+        policies: vec![handshakes, path1, path2],
     }
 }
 
@@ -214,6 +226,9 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         }
     }
 
+    let events_map = dp.events_map()?;
+    let mut events = emptcp::events::EventReader::new(&events_map)?;
+
     progress.step(&format!(
         "moving {} over MPTCP from client to server ({})",
         human_bytes(args.bytes),
@@ -234,6 +249,8 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     let counters = ifaces_counters(&dp, args.hook)?;
     let mut report = build_report(args, &tb, &transfer, &flows, counters)?;
     report.policies = policy_report(&dp)?;
+    report.connections = dp.connections()?;
+    report.events = events.drain()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -246,6 +263,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         bail!("emptcp saw no packets of a subflow that carried data");
     }
     progress.step("tearing the testbed down");
+    drop(events);
     drop(dp);
     drop(tb);
     Ok(ExitCode::SUCCESS)
@@ -318,6 +336,8 @@ fn build_report(
         subflows,
         emptcp_counters,
         policies: Vec::new(),
+        connections: Vec::new(),
+        events: Vec::new(),
     })
 }
 
@@ -361,9 +381,59 @@ fn print_report(r: &DemoReport) {
         );
     }
     println!();
-    println!("{:<14} {:<22} {:>10}", "policy", "actions", "packets");
+    println!("{:<12} {:<38} {:>8}", "policy", "actions", "packets");
     for p in &r.policies {
-        println!("{:<14} {:<22} {:>10}", p.name, p.actions, p.packets);
+        println!("{:<12} {:<38} {:>8}", p.name, p.actions, p.packets);
+    }
+    println!();
+    for c in r.connections.iter().filter(|c| c.token_listener != 0) {
+        println!(
+            "connection tracking: listener token {:#010x}, initiator token {}, {} subflow(s):",
+            c.token_listener,
+            c.token_initiator
+                .map_or("?".into(), |t| format!("{t:#010x}")),
+            c.subflows.len()
+        );
+        for s in &c.subflows {
+            println!(
+                "  #{} {} -> {}{}",
+                s.index.map_or("?".into(), |i| i.to_string()),
+                s.initiator,
+                s.responder,
+                if s.join {
+                    format!(" (MP_JOIN, address id {})", s.address_id)
+                } else {
+                    " (MP_CAPABLE)".into()
+                }
+            );
+        }
+    }
+    for e in &r.events {
+        match e {
+            emptcp::events::Event::Connection {
+                at,
+                sender_token,
+                receiver_token,
+                ..
+            } => println!(
+                "event: keys seen {} -> {}: sender token {sender_token:#010x}{}",
+                at.src,
+                at.dst,
+                receiver_token.map_or(String::new(), |t| format!(", receiver token {t:#010x}"))
+            ),
+            emptcp::events::Event::Subflow {
+                at,
+                join,
+                join_token,
+                ..
+            } => println!(
+                "event: subflow SYN {} -> {} ({}{})",
+                at.src,
+                at.dst,
+                if *join { "MP_JOIN" } else { "MP_CAPABLE" },
+                join_token.map_or(String::new(), |t| format!(", token {t:#010x}"))
+            ),
+        }
     }
     println!();
     for (hook, c) in &r.emptcp_counters {
