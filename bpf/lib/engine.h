@@ -64,6 +64,13 @@ struct {
 	__type(value, struct emptcp_op_stats);
 } emptcp_op_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EMPTCP_SHAPES_MAX);
+	__type(key, __u32);
+	__type(value, struct emptcp_shape_stats);
+} emptcp_shape_st SEC(".maps");
+
 /* Plugin programs of this generation, by slot (bpf/include/emptcp/plugin.h);
  * maps of the generation's own program instance, filled by the control plane
  * before the generation is published. One map per hook: the kernel gives a
@@ -192,7 +199,9 @@ static __emptcp_inline __u32 emptcp_classify(const struct emptcp_pkt *pkt, int i
 #pragma unroll
 	for (s = 0; s < EMPTCP_SHAPES_MAX; s++) {
 		struct emptcp_rule_key key = {};
+		struct emptcp_shape_stats *shape_st;
 		struct emptcp_rule_set *set;
+		__u32 shape_idx;
 
 		if (s >= emptcp_cfg.n_shapes)
 			break;
@@ -216,6 +225,15 @@ static __emptcp_inline __u32 emptcp_classify(const struct emptcp_pkt *pkt, int i
 		if (!set && emptcp_cfg.shapes[s].token && ct && ct->token_initiator) {
 			key.token = ct->token_initiator;
 			set = bpf_map_lookup_elem(&emptcp_rules, &key);
+		}
+		/* A copy: taking the loop counter's address stops clang 14
+		 * from unrolling the loop. */
+		shape_idx = s;
+		shape_st = bpf_map_lookup_elem(&emptcp_shape_st, &shape_idx);
+		if (shape_st) {
+			shape_st->lookups++;
+			if (set)
+				shape_st->hits++;
 		}
 		if (!set)
 			continue;

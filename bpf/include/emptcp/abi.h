@@ -332,6 +332,14 @@ enum emptcp_pkt_type {
 	EMPTCP_PT_PAYLOAD = 1 << 24,    /* carries TCP payload */
 };
 
+/* Lookups of one rule-key shape (the selector stages' hits and misses, in the
+ * engine's terms): counted when a flow is classified, not on every packet. */
+struct emptcp_shape_stats {
+	__u64 lookups;
+	__u64 hits;
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_shape_stats) != 16);
+
 /* Counters of one operator of one chain (per-CPU; user space sums). */
 struct emptcp_op_stats {
 	__u64 hits;

@@ -9,7 +9,7 @@ pub use crate::skel::types::{
     emptcp_entry_counter, emptcp_event, emptcp_event_kind, emptcp_event_version, emptcp_flow_key,
     emptcp_flow_stats, emptcp_hook, emptcp_limits, emptcp_op, emptcp_op_kind, emptcp_op_reason,
     emptcp_op_stats, emptcp_pkt_type, emptcp_rule, emptcp_rule_key, emptcp_rule_set,
-    emptcp_seq_kind, emptcp_shape, emptcp_subflow_ct, emptcp_token_ct, rodata,
+    emptcp_seq_kind, emptcp_shape, emptcp_shape_stats, emptcp_subflow_ct, emptcp_token_ct, rodata,
 };
 
 /// ABI version this library was built against (`EMPTCP_ABI_VERSION`).
@@ -44,6 +44,8 @@ unsafe impl Pod for emptcp_subflow_ct {}
 unsafe impl Pod for emptcp_conn_ct {}
 // SAFETY: as above.
 unsafe impl Pod for emptcp_event {}
+// SAFETY: as above.
+unsafe impl Pod for emptcp_shape_stats {}
 // SAFETY: primitive integer.
 unsafe impl Pod for u32 {}
 // SAFETY: primitive integer.

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::abi::{
     self, emptcp_config, emptcp_conn_ct, emptcp_ct_flags, emptcp_ct_key, emptcp_flow_key,
-    emptcp_flow_stats, emptcp_op_stats, emptcp_subflow_ct,
+    emptcp_flow_stats, emptcp_op_stats, emptcp_shape_stats, emptcp_subflow_ct,
 };
 use crate::plugin::{PluginMaps, PluginSpec};
 use crate::policy::CompiledPolicy;
@@ -535,6 +535,20 @@ impl Generation {
             }
         }
         Ok(names.iter().cloned().zip(hits).collect())
+    }
+
+    /// Lookups and hits of each rule-key shape (in shape order), summed
+    /// over CPUs: how the selector stages fared when flows were classified.
+    pub fn shape_stats(&self) -> Result<Vec<(u64, u64)>> {
+        let map = find_map(&self.obj, "emptcp_shape_st")?;
+        (0..self.policy.shape_count() as u32)
+            .map(|s| {
+                let per_cpu = lookup_percpu::<emptcp_shape_stats>(&map, &s.to_ne_bytes())?;
+                Ok(per_cpu
+                    .iter()
+                    .fold((0, 0), |(l, h), c| (l + c.lookups, h + c.hits)))
+            })
+            .collect()
     }
 
     /// Counters of each operator of chain slot `chain`, summed over CPUs.
