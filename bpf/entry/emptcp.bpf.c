@@ -46,6 +46,7 @@ struct emptcp_abi_anchor {
 	enum emptcp_event_kind event_kind;
 	struct emptcp_event event;
 	struct emptcp_shape_stats shape_stats;
+	struct emptcp_record record;
 	enum emptcp_ct_flags ct;
 	struct emptcp_ct_key ct_key;
 	struct emptcp_subflow_ct ct_subflow;

@@ -28,6 +28,7 @@
 #include "conntrack.h"
 #include "act_rate_limit.h"
 #include "act_events.h"
+#include "act_record.h"
 #include <emptcp/plugin.h>
 
 /* Written by the control plane before load (never changes afterwards). */
@@ -412,6 +413,13 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook,
 			if (st)
 				st->reasons[EMPTCP_REASON_REDIRECT_FAILED]++;
 			break;
+		case EMPTCP_OP_RECORD: {
+			int skip = emptcp_act_record(ctx, hook, pkt);
+
+			if (skip > 0 && skip <= EMPTCP_OP_REASONS && st)
+				st->reasons[skip - 1]++;
+			break;
+		}
 		case EMPTCP_OP_GET_CONNECT:
 		case EMPTCP_OP_GET_SUBFLOW:
 			emptcp_act_event(ctx, hook, pkt, kind);

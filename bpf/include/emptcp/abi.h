@@ -216,6 +216,7 @@ enum emptcp_op_kind {
 	EMPTCP_OP_GET_CONNECT = 6, /* event with MP_CAPABLE keys and tokens */
 	EMPTCP_OP_GET_SUBFLOW = 7, /* event on each MPTCP SYN: join token, nonce, address id, index */
 	EMPTCP_OP_REDIRECT = 8,  /* TC: out of ifindex arg32 (bpf_redirect_neigh); ends the chain */
+	EMPTCP_OP_RECORD = 9,    /* per-subflow metrics into emptcp_record */
 	EMPTCP_OP__MAX,
 };
 
@@ -331,6 +332,22 @@ enum emptcp_pkt_type {
 	EMPTCP_PT_CWR = 1 << 23,
 	EMPTCP_PT_PAYLOAD = 1 << 24,    /* carries TCP payload */
 };
+
+/*
+ * record: metrics of one subflow (key: struct emptcp_ct_key), per direction
+ * of data: [0] sent by endpoint lo, [1] by endpoint hi.
+ */
+struct emptcp_record {
+	__u64 packets[2];
+	__u64 payload_bytes[2];
+	__u64 ts_seen_ns[2];    /* when ts_val[d] was first seen; 0 once echoed */
+	__u32 ts_val[2];        /* the latest new TSval from each side */
+	__u32 srtt_us[2];       /* smoothed hook->receiver->hook RTT of d's data (1/8 gain) */
+	__u32 rtt_samples[2];
+	__u64 data_sent[2];     /* end of the highest DSS mapping, offset from d's IDSN + 1 */
+	__u64 data_acked[2];    /* highest DATA_ACK sent by d, offset from the peer's IDSN + 1 */
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_record) != 104);
 
 /* Lookups of one rule-key shape (the selector stages' hits and misses, in the
  * engine's terms): counted when a flow is classified, not on every packet. */

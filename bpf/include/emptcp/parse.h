@@ -45,6 +45,7 @@
 #define EMPTCP_TCPOPT_EOL 0
 #define EMPTCP_TCPOPT_NOP 1
 #define EMPTCP_TCPOPT_WINDOW 3
+#define EMPTCP_TCPOPT_TIMESTAMPS 8
 #define EMPTCP_TCPOPT_MPTCP 30
 /* MPTCP subtypes the parser sorts by (RFC 8684 section 7.2). */
 #define EMPTCP_MPTCP_SUB_MP_JOIN 1
@@ -84,6 +85,8 @@ struct emptcp_pkt {
 	__u16 off_control;    /* any other subtype */
 	__u8 wscale;          /* window scale option's shift + 1; 0 when absent */
 	__u8 _pad2;
+	__u16 off_timestamps; /* offset of the timestamps option; 0 when absent */
+	__u16 _pad3;
 };
 
 /*
@@ -137,6 +140,7 @@ static __emptcp_inline int __emptcp_parse_tcp(void *data, void *data_end, __u32 
 	pkt->off_dss = (__u16)__emptcp_opaque_zero;
 	pkt->off_control = (__u16)__emptcp_opaque_zero;
 	pkt->wscale = (__u8)__emptcp_opaque_zero;
+	pkt->off_timestamps = (__u16)__emptcp_opaque_zero;
 	pkt->mptcp_subtypes = 0;
 
 	opt = (void *)(th + 1);
@@ -170,6 +174,8 @@ static __emptcp_inline int __emptcp_parse_tcp(void *data, void *data_end, __u32 
 		len = p[1];
 		if (len < 2 || pos + len > optlen)
 			break;
+		if (kind == EMPTCP_TCPOPT_TIMESTAMPS && len == 10)
+			pkt->off_timestamps = off + sizeof(*th) + pos;
 		if (kind == EMPTCP_TCPOPT_WINDOW && len == 3) {
 			if ((void *)(p + 3) > data_end)
 				return EMPTCP_PARSE_MALFORMED;

@@ -8,7 +8,7 @@ pub use crate::skel::types::{
     emptcp_abi, emptcp_chain, emptcp_config, emptcp_conn_ct, emptcp_ct_flags, emptcp_ct_key,
     emptcp_entry_counter, emptcp_event, emptcp_event_kind, emptcp_event_version, emptcp_flow_key,
     emptcp_flow_stats, emptcp_hook, emptcp_limits, emptcp_op, emptcp_op_kind, emptcp_op_reason,
-    emptcp_op_stats, emptcp_pkt_type, emptcp_rule, emptcp_rule_key, emptcp_rule_set,
+    emptcp_op_stats, emptcp_pkt_type, emptcp_record, emptcp_rule, emptcp_rule_key, emptcp_rule_set,
     emptcp_seq_kind, emptcp_shape, emptcp_shape_stats, emptcp_subflow_ct, emptcp_token_ct, rodata,
 };
 
@@ -46,6 +46,8 @@ unsafe impl Pod for emptcp_conn_ct {}
 unsafe impl Pod for emptcp_event {}
 // SAFETY: as above.
 unsafe impl Pod for emptcp_shape_stats {}
+// SAFETY: as above.
+unsafe impl Pod for emptcp_record {}
 // SAFETY: primitive integer.
 unsafe impl Pod for u32 {}
 // SAFETY: primitive integer.

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::abi::{
     self, emptcp_config, emptcp_conn_ct, emptcp_ct_flags, emptcp_ct_key, emptcp_flow_key,
-    emptcp_flow_stats, emptcp_op_stats, emptcp_shape_stats, emptcp_subflow_ct,
+    emptcp_flow_stats, emptcp_op_stats, emptcp_record, emptcp_shape_stats, emptcp_subflow_ct,
 };
 use crate::plugin::{PluginMaps, PluginSpec};
 use crate::policy::CompiledPolicy;
@@ -55,6 +55,7 @@ const SHARED_MAPS: &[&str] = &[
     "emptcp_ct_conn",
     "emptcp_ct_tok",
     "emptcp_events",
+    "emptcp_record",
 ];
 
 /// A loaded emptcp data plane: the entry programs of generation 0 (no rules:
@@ -463,6 +464,35 @@ impl Dataplane {
         Ok(v)
     }
 
+    /// What `record` operators measured, per subflow.
+    pub fn records(&self) -> Result<Vec<SubflowRecord>> {
+        let map = self.map("emptcp_record")?;
+        let mut out = Vec::new();
+        for key_bytes in map.keys() {
+            let Some(key) = abi::from_bytes::<emptcp_ct_key>(&key_bytes) else {
+                continue;
+            };
+            let Some(r) = lookup::<emptcp_record>(&map, &key_bytes)? else {
+                continue;
+            };
+            let v6 = u32::from(key.family) == libc::AF_INET6 as u32;
+            let side = |d: usize, endpoint: SocketAddr| RecordDirection {
+                from: endpoint,
+                packets: r.packets[d],
+                payload_bytes: r.payload_bytes[d],
+                srtt_us: (r.rtt_samples[d] > 0).then_some(r.srtt_us[d]),
+                rtt_samples: r.rtt_samples[d],
+                data_sent: r.data_sent[d],
+                data_acked: r.data_acked[d],
+            };
+            out.push(SubflowRecord {
+                lo: side(0, socket(v6, key.addr_lo, key.port_lo)),
+                hi: side(1, socket(v6, key.addr_hi, key.port_hi)),
+            });
+        }
+        Ok(out)
+    }
+
     /// The event map, for an [`crate::events::EventReader`]:
     /// `EventReader::new(&dp.events_map()?)`.
     pub fn events_map(&self) -> Result<libbpf_rs::Map<'_>> {
@@ -631,6 +661,36 @@ fn lookup<T: abi::Pod>(map: &libbpf_rs::Map<'_>, key: &[u8]) -> Result<Option<T>
         .lookup(key, MapFlags::ANY)
         .map_err(|e| Error::bpf(format!("reading {name}"), e))?
         .and_then(|v| abi::from_bytes::<T>(&v)))
+}
+
+/// What `record` measured of one subflow, per direction of data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubflowRecord {
+    /// Sent by the endpoint whose address (then port) compares lower.
+    pub lo: RecordDirection,
+    /// Sent by the other endpoint.
+    pub hi: RecordDirection,
+}
+
+/// One direction of a recorded subflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordDirection {
+    /// The sending endpoint.
+    pub from: SocketAddr,
+    /// Packets (at TC, one GSO/GRO skb counts once).
+    pub packets: u64,
+    /// TCP payload bytes.
+    pub payload_bytes: u64,
+    /// Smoothed round trip from the hook to this side's receiver and back
+    /// (TCP timestamps), in microseconds, once measured.
+    pub srtt_us: Option<u32>,
+    /// RTT samples taken.
+    pub rtt_samples: u32,
+    /// End of the highest DSS mapping sent: bytes into this side's data
+    /// stream.
+    pub data_sent: u64,
+    /// Highest DATA_ACK sent: bytes of the peer's data stream acknowledged.
+    pub data_acked: u64,
 }
 
 /// Sizes chosen when a [`Dataplane`] is loaded.

@@ -20,7 +20,7 @@ pub mod testing;
 
 pub use dataplane::{
     Attachment, Dataplane, EntryCounters, FlowKey, FlowStats, Generation, LoadOptions, OpStats,
-    ProgramInfo, TestRun, TrackedConnection, TrackedSubflow,
+    ProgramInfo, RecordDirection, SubflowRecord, TestRun, TrackedConnection, TrackedSubflow,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use hook::Hook;

@@ -444,6 +444,9 @@ pub enum Action {
         /// Interface index, in the namespace of the attachment.
         ifindex: u32,
     },
+    /// Per-subflow metrics: packets and payload bytes per direction, RTT from
+    /// TCP timestamps, data-sequence progress (`Dataplane::records`).
+    Record,
     /// Sends an event with the keys of an MP_CAPABLE option that carries
     /// them, and their tokens.
     GetConnect,
@@ -466,6 +469,7 @@ impl Action {
             Action::Plugin(_) => "plugin",
             Action::RateLimit { .. } => "rate_limit",
             Action::Redirect { .. } => "redirect",
+            Action::Record => "record",
             Action::GetConnect => "get_connect",
             Action::GetSubflow => "get_subflow",
         }
@@ -487,6 +491,7 @@ impl Action {
             Action::Plugin(slot) => (k::EMPTCP_OP_PLUGIN, u32::from(slot), 0),
             Action::RateLimit { window_bytes } => (k::EMPTCP_OP_RATE_LIMIT, 0, window_bytes.into()),
             Action::Redirect { ifindex } => (k::EMPTCP_OP_REDIRECT, ifindex, 0),
+            Action::Record => (k::EMPTCP_OP_RECORD, 0, 0),
             Action::GetConnect => (k::EMPTCP_OP_GET_CONNECT, 0, 0),
             Action::GetSubflow => (k::EMPTCP_OP_GET_SUBFLOW, 0, 0),
         };
