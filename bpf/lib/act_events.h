@@ -39,8 +39,9 @@ static __emptcp_inline struct emptcp_event *__emptcp_event_new(enum emptcp_hook 
 							     __u16 kind)
 {
 	struct emptcp_event *ev = bpf_ringbuf_reserve(&emptcp_events, sizeof(*ev), 0);
-	struct emptcp_ct_key key;
-	struct emptcp_subflow_ct *ct;
+	struct emptcp_subflow_ct *ct = NULL;
+	struct emptcp_ct_key *key;
+	__u32 slot = hook;
 
 	if (!ev) {
 		emptcp_count(hook, EMPTCP_CNT_EVENTS_LOST);
@@ -57,8 +58,13 @@ static __emptcp_inline struct emptcp_event *__emptcp_event_new(enum emptcp_hook 
 	ev->dport = pkt->dport;
 	__builtin_memcpy(ev->saddr, pkt->saddr, 16);
 	__builtin_memcpy(ev->daddr, pkt->daddr, 16);
-	emptcp_ct_key_of(pkt, &key);
-	ct = bpf_map_lookup_elem(&emptcp_ct_sf, &key);
+	/* The key in the per-CPU slot, not on the stack: this function and
+	 * SHA-256 below share the entry's 512-byte stack budget. */
+	key = bpf_map_lookup_elem(&emptcp_ct_keybuf, &slot);
+	if (key) {
+		emptcp_ct_key_of(pkt, key);
+		ct = bpf_map_lookup_elem(&emptcp_ct_sf, key);
+	}
 	ev->index = ct ? ct->index : 0xff;
 	ev->connection = ct ? ct->token : 0;
 	return ev;
