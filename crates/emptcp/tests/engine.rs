@@ -544,3 +544,99 @@ fn concurrent_generations_never_mix_on_a_shared_flow() {
         0
     );
 }
+
+/// Every built-in actor in one chain, behind every selector kind, loads at
+/// every hook: a guard against the verifier's limits (the entry and the
+/// actors' subprograms share 512 bytes of stack; 1M instructions).
+#[test]
+fn every_operator_together_loads_at_every_hook() {
+    use emptcp::policy::Stream;
+
+    if !root_or_skip() {
+        return;
+    }
+    let mut dp = Dataplane::load().unwrap();
+    for hook in Hook::ALL {
+        let mut sc = SelectorChain::new();
+        for kind in [
+            SelectorKind::Subflow,
+            SelectorKind::IpPair,
+            SelectorKind::Src,
+            SelectorKind::Dst,
+            SelectorKind::Port,
+            SelectorKind::PacketType,
+            SelectorKind::Sequence,
+            SelectorKind::Connection,
+        ] {
+            sc.add(kind, Combine::And);
+        }
+        let mut actions = vec![
+            Action::Count,
+            Action::RateLimit {
+                window_bytes: 65_536,
+            },
+            Action::Record,
+            Action::GetConnect,
+            Action::GetSubflow,
+        ];
+        if hook != Hook::Xdp {
+            actions.push(Action::SetMark(1));
+            actions.push(Action::Redirect { ifindex: 1 });
+        }
+        actions.push(Action::Drop);
+        let mut p = Policy::new("all", chain(&actions));
+        p.select(
+            0,
+            Selector::Subflow {
+                local: "10.0.0.1:1".parse().unwrap(),
+                remote: "10.0.0.2:2".parse().unwrap(),
+            },
+        )
+        .select(
+            1,
+            Selector::IpPair {
+                local: "10.1.0.0/16".parse().unwrap(),
+                remote: "10.2.0.0/16".parse().unwrap(),
+            },
+        )
+        .select(2, Selector::Src("10.3.0.0/16".parse().unwrap()))
+        .select(3, Selector::Dst("fd00::/8".parse().unwrap()))
+        .select(
+            4,
+            Selector::Port {
+                local: Some(80),
+                remote: None,
+            },
+        )
+        .select(5, Selector::PacketType(vec![PacketType::Data]))
+        .select(
+            6,
+            Selector::Sequence {
+                stream: Stream::Data,
+                start: 0,
+                end: 1 << 20,
+            },
+        )
+        .select(
+            7,
+            Selector::Connection {
+                token: Some(7),
+                subflow_index: Some(1),
+            },
+        );
+        let g = load(
+            &mut dp,
+            &PolicySet {
+                selectors: sc,
+                policies: vec![p],
+            },
+            hook,
+        );
+        let info = g.program_info().unwrap();
+        eprintln!(
+            "{hook}: every operator: {} verified insns, loaded in {:?}",
+            info.verified_insns,
+            g.load_time()
+        );
+    }
+}
