@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod check;
 mod demo;
+mod replay;
 
 /// Exit codes (documented in `--help`).
 const EXIT_ERROR: u8 = 2;
@@ -36,6 +38,14 @@ enum Command {
     /// middle node, and print what it saw.
     #[command(after_help = demo::EXAMPLES)]
     Demo(demo::DemoArgs),
+    /// Validate and compile a policy file without touching the kernel, and
+    /// summarise it (policies, rules, shapes, action chains).
+    #[command(after_help = check::EXAMPLES)]
+    Check(check::CheckArgs),
+    /// Run every packet of a capture, in order, through the real programs of
+    /// one hook under a policy file, and write the resulting packets.
+    #[command(after_help = replay::EXAMPLES)]
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +53,8 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Check(args) => check::run(&args),
+        Command::Replay(args) => replay::run(&args),
     };
     match result {
         Ok(code) => code,

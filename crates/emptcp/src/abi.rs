@@ -92,6 +92,10 @@ mod tests {
             emptcp_entry_counter::EMPTCP_CNT__MAX.0 as usize,
             crate::dataplane::ENTRY_COUNTER_NAMES.len()
         );
+        assert_eq!(
+            emptcp_op_reason::EMPTCP_REASON__MAX.0 as usize,
+            crate::OP_REASON_NAMES.len()
+        );
     }
 
     #[test]

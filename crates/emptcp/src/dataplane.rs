@@ -710,6 +710,18 @@ impl Default for LoadOptions {
     }
 }
 
+/// Names of `enum emptcp_op_reason` (abi.h), by value: what
+/// [`OpStats::reasons`] counts.
+pub const OP_REASON_NAMES: [&str; crate::policy::limits::OP_REASONS] = [
+    "wrong_hook",
+    "plugin_stop",
+    "plugin_bad_verdict",
+    "plugin_missing",
+    "wscale_unknown",
+    "no_ack",
+    "redirect_failed",
+];
+
 /// Counters of one operator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct OpStats {

@@ -15,12 +15,14 @@ mod hook;
 pub mod netns;
 pub mod plugin;
 pub mod policy;
+pub mod policy_file;
 #[doc(hidden)]
 pub mod testing;
 
 pub use dataplane::{
-    Attachment, Dataplane, EntryCounters, FlowKey, FlowStats, Generation, LoadOptions, OpStats,
-    ProgramInfo, RecordDirection, SubflowRecord, TestRun, TrackedConnection, TrackedSubflow,
+    Attachment, Dataplane, EntryCounters, FlowKey, FlowStats, Generation, LoadOptions,
+    OP_REASON_NAMES, OpStats, ProgramInfo, RecordDirection, SubflowRecord, TestRun,
+    TrackedConnection, TrackedSubflow,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use hook::Hook;

@@ -157,6 +157,12 @@ impl Prefix {
         mask_bytes(addr_bytes(self.addr), self.len)
     }
 
+    /// Whether `addr` lies inside the prefix.
+    pub fn contains_addr(&self, addr: IpAddr) -> bool {
+        let len = if addr.is_ipv4() { 32 } else { 128 };
+        self.contains(&Prefix { addr, len })
+    }
+
     fn contains(&self, other: &Prefix) -> bool {
         self.addr.is_ipv4() == other.addr.is_ipv4()
             && self.len <= other.len

@@ -45,6 +45,10 @@ fn prefixes_parse_and_refuse_host_bits() {
     assert!("10.0.0.0/33".parse::<Prefix>().is_err());
     assert!("nonsense".parse::<Prefix>().is_err());
     assert!(pfx("10.0.0.0/8").contains(&pfx("10.9.0.0/16")));
+    assert!(pfx("10.77.1.0/24").contains_addr("10.77.1.9".parse().unwrap()));
+    assert!(!pfx("10.77.1.0/24").contains_addr("10.77.2.9".parse().unwrap()));
+    assert!(!pfx("10.77.1.0/24").contains_addr("fd00::1".parse().unwrap()));
+    assert!(pfx("::/0").contains_addr("fd00::1".parse().unwrap()));
     assert!(!pfx("10.9.0.0/16").contains(&pfx("10.0.0.0/8")));
 }
 
