@@ -52,8 +52,8 @@ enum test_op {
 	OP_NONE = 0,
 	OP_FIND = 1,    /* find kind/subtype */
 	OP_INSERT = 2,  /* insert opt[0..len) */
-	OP_REMOVE = 3,  /* find kind/subtype, remove with flags */
-	OP_REPLACE = 4, /* find kind/subtype, replace with opt[0..len) */
+	OP_REMOVE = 3,  /* find kind/subtype (kind 0: at off), remove with flags */
+	OP_REPLACE = 4, /* find kind/subtype (kind 0: at off), replace with opt[0..len) */
 	OP_RESIZE = 5,  /* emptcp_resize_tcp(delta) */
 	OP_BYTES = 6,   /* write opt[0..len) at area offset off, csum by bytes */
 };
@@ -109,8 +109,14 @@ static __emptcp_inline void run(const struct emptcp_ctx *c, enum test_op op)
 	if (op == OP_INSERT) {
 		ret = emptcp_tcpopt_insert(&area, io.p.opt, io.p.len);
 	} else {
-		off = emptcp_tcpopt_find(&area, io.p.kind, io.p.subtype, &found);
-		io.r.found_len = found;
+		/* kind 0 (EOL, never searched for): use `off` as given, to
+		 * test the refusal of offsets that hold no option. */
+		if (io.p.kind == 0) {
+			off = io.p.off;
+		} else {
+			off = emptcp_tcpopt_find(&area, io.p.kind, io.p.subtype, &found);
+			io.r.found_len = found;
+		}
 		if (off < 0) {
 			io.r.ret = off;
 			return;
@@ -144,12 +150,8 @@ static __emptcp_inline void run(const struct emptcp_ctx *c, enum test_op op)
 
 TEST_PROGS(find, OP_FIND)
 TEST_PROGS(insert, OP_INSERT)
-/* remove + commit and replace + commit exceed the verifier's 1M limit
- * today (kernel 6.18, clang 14): see the report / docs. */
-#ifdef EMPTCP_TEST_EDIT_PROGS
 TEST_PROGS(remove, OP_REMOVE)
 TEST_PROGS(replace, OP_REPLACE)
-#endif
 TEST_PROGS(resize, OP_RESIZE)
 TEST_PROGS(bytes, OP_BYTES)
 

@@ -17,6 +17,10 @@
  *   int emptcp_ctx_load_bytes(c, off, to, len)    0 or negative errno
  *   int emptcp_ctx_store_bytes(c, off, from, len) 0 or negative errno;
  *                                                 never touches a checksum
+ *   int emptcp_ctx_store_bytes_rcsum(c, off, from, len)
+ *        the same, but at TC keeps skb->csum right for CHECKSUM_COMPLETE
+ *        (for bytes no checksum field compensates: moved headers, the
+ *        IPv6 payload length)
  *   int emptcp_ctx_l3_csum_replace(c, off, from, to, size)
  *   int emptcp_ctx_l4_csum_replace(c, off, from, to, flags)
  *        the hook's checksum primitive, with bpf_l{3,4}_csum_replace
@@ -111,6 +115,19 @@ static __emptcp_inline int emptcp_ctx_store_bytes(const struct emptcp_ctx *c, __
 	if (c->kind == EMPTCP_CTX_KIND_XDP)
 		return bpf_xdp_store_bytes(__EMPTCP_XDP(c), off, (void *)from, len);
 	return bpf_skb_store_bytes(__EMPTCP_SKB(c), off, from, len, 0);
+}
+
+/* Writes bytes and, at TC with CHECKSUM_COMPLETE, updates skb->csum for
+ * them (BPF_F_RECOMPUTE_CSUM; nothing for other ip_summed values, nothing at
+ * XDP). For bytes whose change no checksum field compensates: without it a
+ * header move at TC ingress left skb->csum stale and the stack dropped the
+ * packet (test_run: EBADMSG with BPF_F_TEST_SKB_CHECKSUM_COMPLETE). */
+static __emptcp_inline int emptcp_ctx_store_bytes_rcsum(const struct emptcp_ctx *c, __u32 off,
+							const void *from, __u32 len)
+{
+	if (c->kind == EMPTCP_CTX_KIND_XDP)
+		return bpf_xdp_store_bytes(__EMPTCP_XDP(c), off, (void *)from, len);
+	return bpf_skb_store_bytes(__EMPTCP_SKB(c), off, from, len, BPF_F_RECOMPUTE_CSUM);
 }
 
 static __emptcp_inline int emptcp_ctx_l3_csum_replace(const struct emptcp_ctx *c, __u32 off,

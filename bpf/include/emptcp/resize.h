@@ -55,6 +55,14 @@
  *     * an in-band VLAN tag with payload: refused, -EMPTCP_SKIP_UNSUPPORTED
  *       (skb->protocol is then 802.1Q and adjust_room refuses; the real
  *       stack usually carries tags out of band at TC).
+ * - The bytes: grown bytes are zero, also when headers move (a move leaves
+ *   a copy of the last option bytes behind it, which is zeroed); a shrink
+ *   first turns the bytes it removes into zeros, with their TCP checksum
+ *   update. Bytes that move, and the IPv6 payload length, change no
+ *   checksum field: they are written with emptcp_ctx_store_bytes_rcsum,
+ *   which keeps skb->csum right for CHECKSUM_COMPLETE at TC (before, a
+ *   shrink with payload at TC ingress left it stale, and test_run with
+ *   BPF_F_TEST_SKB_CHECKSUM_COMPLETE failed with EBADMSG).
  * - Growth is checked against the MTU first (bpf_check_mtu on the L3
  *   length, device c->mtu_ifindex or the packet's): -EMPTCP_SKIP_MTU.
  *   GSO packets are refused before that, so the check is per packet.
@@ -85,12 +93,12 @@
 #define __EMPTCP_RESIZE_CHUNK 64
 
 /* Copies len (<= EMPTCP_RESIZE_MOVE_MAX) bytes from src to dst within the
- * packet, in 64-byte chunks through the stack; safe for overlapping ranges
- * in the direction given (dst < src: low chunks first). */
+ * packet, in 64-byte chunks through buf (__EMPTCP_RESIZE_CHUNK bytes); safe
+ * for overlapping ranges in the direction given (dst < src: low chunks
+ * first). */
 static __emptcp_inline int __emptcp_resize_move(const struct emptcp_ctx *c, __u32 dst, __u32 src,
-						__u32 len)
+						__u32 len, __u8 *buf)
 {
-	__u8 buf[__EMPTCP_RESIZE_CHUNK];
 	int i;
 
 #pragma unroll
@@ -106,7 +114,9 @@ static __emptcp_inline int __emptcp_resize_move(const struct emptcp_ctx *c, __u3
 			n = __EMPTCP_RESIZE_CHUNK;
 		if (emptcp_ctx_load_bytes(c, src + at, buf, n))
 			return -1;
-		if (emptcp_ctx_store_bytes(c, dst + at, buf, n))
+		/* The moved bytes change no checksum field: skb->csum must
+		 * follow them (CHECKSUM_COMPLETE at TC). */
+		if (emptcp_ctx_store_bytes_rcsum(c, dst + at, buf, n))
 			return -1;
 	}
 	return 0;
@@ -178,9 +188,34 @@ static __emptcp_inline int emptcp_resize_check(const struct emptcp_ctx *c,
 	return 0;
 }
 
-/* The size change itself; 0 or -1 with the packet as it was. */
+/*
+ * Writes n (<= 40) zero bytes at off, keeping skb->csum right (the bytes
+ * they replace were put there by a header move, which no checksum field
+ * compensated). Uses buf.
+ */
+static __emptcp_inline int __emptcp_resize_zero(const struct emptcp_ctx *c, __u32 off, __u32 n,
+						__u8 *buf)
+{
+	__builtin_memset(buf, 0, EMPTCP_TCPOPT_MAX_LEN);
+	n &= 0x3f;
+	if (!n || n > EMPTCP_TCPOPT_MAX_LEN)
+		return -1;
+	return emptcp_ctx_store_bytes_rcsum(c, off, buf, n) ? -1 : 0;
+}
+
+/*
+ * The size change itself; 0, or -1 with the packet as it was, or -2 (a
+ * failed shrink of a packet with payload): the packet is as it was except
+ * that its last -delta option bytes are zero.
+ *
+ * Grown bytes are zero: a header move leaves a copy of the last option
+ * bytes behind it, which is zeroed (the TCP checksum counts on zeros, and
+ * so does emptcp_tcpopt_commit). Every move and zeroing keeps skb->csum
+ * right (emptcp_ctx_store_bytes_rcsum). A shrink removes zeros:
+ * emptcp_resize_tcp zeroes the bytes first, with their checksum update.
+ */
 static __emptcp_inline int __emptcp_resize_bytes(const struct emptcp_ctx *c,
-						 const struct emptcp_pkt *pkt, int delta)
+						 const struct emptcp_pkt *pkt, int delta, __u8 *buf)
 {
 	__u32 ip_end = pkt->l3_off + pkt->l3_len;
 	__u32 hlen = pkt->payload_off, n;
@@ -195,22 +230,22 @@ static __emptcp_inline int __emptcp_resize_bytes(const struct emptcp_ctx *c,
 			n = delta;
 			if (bpf_xdp_adjust_head(x, -(int)n))
 				return -1;
-			if (__emptcp_resize_move(c, 0, n, hlen) == 0)
-				return 0;
+			if (__emptcp_resize_move(c, 0, n, hlen, buf) == 0)
+				return __emptcp_resize_zero(c, hlen, n, buf);
 			/* Undo: a failed chunk left the old headers at n. */
 			bpf_xdp_adjust_head(x, n);
 			return -1;
 		}
 		n = -delta;
-		if (__emptcp_resize_move(c, n, 0, hlen - n))
+		if (__emptcp_resize_move(c, n, 0, hlen - n, buf))
 			goto restore;
 		if (bpf_xdp_adjust_head(x, n) == 0)
 			return 0;
 	restore:
 		/* Moving up left [0, n) as it was and the moved copy at n: move
-		 * it back; the last n option bytes are restored by the caller
-		 * (emptcp_resize_tcp keeps them). */
-		__emptcp_resize_move(c, 0, n, hlen - n);
+		 * it back, and zero the last n option bytes again. */
+		__emptcp_resize_move(c, 0, n, hlen - n, buf);
+		__emptcp_resize_zero(c, hlen - n, n, buf);
 		return -2;
 	} else {
 		struct __sk_buff *skb = __EMPTCP_SKB(c);
@@ -220,24 +255,34 @@ static __emptcp_inline int __emptcp_resize_bytes(const struct emptcp_ctx *c,
 			n = delta;
 			if (bpf_skb_adjust_room(skb, n, BPF_ADJ_ROOM_NET, 0))
 				return -1;
-			if (__emptcp_resize_move(c, off, off + n, hlen - off) == 0)
-				return 0;
+			if (__emptcp_resize_move(c, off, off + n, hlen - off, buf) == 0)
+				return __emptcp_resize_zero(c, hlen, n, buf);
 			bpf_skb_adjust_room(skb, -(int)n, BPF_ADJ_ROOM_NET, 0);
 			return -1;
 		}
 		n = -delta;
-		if (__emptcp_resize_move(c, off + n, off, hlen - n - off))
+		if (__emptcp_resize_move(c, off + n, off, hlen - n - off, buf))
 			goto restore_skb;
 		if (bpf_skb_adjust_room(skb, -(int)n, BPF_ADJ_ROOM_NET, 0) == 0)
 			return 0;
 	restore_skb:
-		__emptcp_resize_move(c, off, off + n, hlen - n - off);
+		__emptcp_resize_move(c, off, off + n, hlen - n - off, buf);
+		__emptcp_resize_zero(c, hlen - n, n, buf);
 		return -2;
 	}
 }
 
-static __emptcp_inline int emptcp_resize_tcp(const struct emptcp_ctx *c, struct emptcp_pkt *pkt,
-					     int delta)
+/*
+ * emptcp_resize_tcp with the move buffer (__EMPTCP_RESIZE_CHUNK bytes) given
+ * by the caller, and, if tail_is_eol (a constant), the promise that the
+ * bytes a shrink removes are EOL (zero): nothing to keep, nothing to zero
+ * first. emptcp_tcpopt_commit uses it with a buffer in the
+ * area, to keep its own stack frame small (a global function's frame adds
+ * to its caller's: "combined stack size of 2 calls is 528. Too large",
+ * kernel 6.18).
+ */
+static __emptcp_inline int __emptcp_resize_tcp(const struct emptcp_ctx *c, struct emptcp_pkt *pkt,
+					       int delta, __u8 *buf, int tail_is_eol)
 {
 	__u8 removed[EMPTCP_TCPOPT_MAX_LEN] = {};
 	__u32 l4_len, word_off;
@@ -252,26 +297,39 @@ static __emptcp_inline int emptcp_resize_tcp(const struct emptcp_ctx *c, struct 
 		return ret;
 	if (emptcp_ctx_load_bytes(c, word_off, &word, sizeof(word)))
 		return EMPTCP_SKIP(TRUNCATED);
-	if (delta < 0) {
-		/* Keep what is removed: its checksum contribution goes, and a
-		 * failed move is undone with it. */
+	if (delta < 0 && !tail_is_eol) {
+		/* What is removed becomes EOL first, with its checksum update
+		 * (a plain store and the TCP check compensating it: skb->csum
+		 * stays right); kept to undo a failure. */
 		__u32 n = -delta & 0x3f;
 
 		if (n > EMPTCP_TCPOPT_MAX_LEN || !n)
 			return EMPTCP_SKIP(INVAL);
 		if (emptcp_ctx_load_bytes(c, pkt->payload_off - n, removed, n))
 			return EMPTCP_SKIP(TRUNCATED);
-	}
-
-	r = __emptcp_resize_bytes(c, pkt, delta);
-	if (r == -2) {
-		__u32 n = -delta & 0x3f;
-
-		if (n && n <= EMPTCP_TCPOPT_MAX_LEN)
+		__builtin_memset(buf, 0, EMPTCP_TCPOPT_MAX_LEN);
+		if (emptcp_ctx_store_bytes(c, pkt->payload_off - n, buf, n))
+			return EMPTCP_SKIP(HELPER);
+		if (emptcp_csum_l4_data_diff(c, pkt,
+					     emptcp_csum_sub(0, emptcp_csum_words40(removed)))) {
 			emptcp_ctx_store_bytes(c, pkt->payload_off - n, removed, n);
+			return EMPTCP_SKIP(HELPER);
+		}
 	}
-	if (r)
+
+	r = __emptcp_resize_bytes(c, pkt, delta, buf);
+	if (r) {
+		if (delta < 0 && !tail_is_eol) {
+			/* Put the removed bytes back over the zeros. */
+			__u32 n = -delta & 0x3f;
+
+			if (n && n <= EMPTCP_TCPOPT_MAX_LEN) {
+				emptcp_ctx_store_bytes(c, pkt->payload_off - n, removed, n);
+				emptcp_csum_l4_data_diff(c, pkt, emptcp_csum_words40(removed));
+			}
+		}
 		return EMPTCP_SKIP(HELPER);
+	}
 
 	/* From here the packet has its new size: the fields must follow. A
 	 * failure below leaves a packet whose checksum the receiver drops;
@@ -287,7 +345,8 @@ static __emptcp_inline int emptcp_resize_tcp(const struct emptcp_ctx *c, struct 
 	} else {
 		new_ip = bpf_htons(pkt->l3_len - 40 + delta);
 		ip_field = 4;
-		ret |= emptcp_ctx_store_bytes(c, pkt->l3_off + ip_field, &new_ip, 2);
+		/* IPv6 has no header checksum to compensate the change. */
+		ret |= emptcp_ctx_store_bytes_rcsum(c, pkt->l3_off + ip_field, &new_ip, 2);
 	}
 
 	/* clang 14 (BPF) has no signed division: "Unsupport signed division". */
@@ -297,13 +356,18 @@ static __emptcp_inline int emptcp_resize_tcp(const struct emptcp_ctx *c, struct 
 	ret |= emptcp_ctx_store_bytes(c, word_off, &new_word, 2);
 	ret |= emptcp_csum_l4_data_replace2(c, pkt, word_off, word, new_word);
 	ret |= emptcp_csum_l4_pseudo_len(c, pkt, l4_len, l4_len + delta);
-	if (delta < 0)
-		ret |= emptcp_csum_l4_data_diff(c, pkt,
-						emptcp_csum_sub(0, emptcp_csum_words40(removed)));
 
 	pkt->payload_off += delta;
 	pkt->l3_len += delta;
 	return ret ? EMPTCP_SKIP(HELPER) : 0;
+}
+
+static __emptcp_inline int emptcp_resize_tcp(const struct emptcp_ctx *c, struct emptcp_pkt *pkt,
+					     int delta)
+{
+	__u8 buf[__EMPTCP_RESIZE_CHUNK];
+
+	return __emptcp_resize_tcp(c, pkt, delta, buf, 0);
 }
 
 #endif /* __EMPTCP_RESIZE_H */
