@@ -416,13 +416,13 @@ fn sequence_selector_measures_subflow_and_data_offsets() {
 /// policy on the second subflow (index 1) sees exactly that subflow.
 #[test]
 fn live_tokens_match_the_kernel_and_joins_find_their_connection() {
-    use emptcp_testbed::presets::{self, TwoPathOpts};
+    use emptcp_testbed::presets;
     use emptcp_testbed::traffic::{self, TransferOpts};
 
     if !root_or_skip() {
         return;
     }
-    let tb = presets::two_path("ct", TwoPathOpts::default()).unwrap();
+    let tb = presets::two_path("ct", common::paced()).unwrap();
     let mut dp = Dataplane::load().unwrap();
     let set = one_policy(
         SelectorKind::Connection,

@@ -160,13 +160,13 @@ fn crafted_handshake_gives_connection_and_subflow_events() {
 
 #[test]
 fn live_events_carry_the_kernels_tokens() {
-    use emptcp_testbed::presets::{self, TwoPathOpts};
+    use emptcp_testbed::presets;
     use emptcp_testbed::traffic::{self, TransferOpts};
 
     if !root_or_skip() {
         return;
     }
-    let tb = presets::two_path("events", TwoPathOpts::default()).unwrap();
+    let tb = presets::two_path("events", common::paced()).unwrap();
     let mut dp = Dataplane::load().unwrap();
     let compiled = events_policy(Hook::TcIngress);
     common::attach_router(

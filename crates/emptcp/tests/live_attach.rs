@@ -46,7 +46,7 @@ fn live_tc_ingress(family: Family) {
         "live",
         TwoPathOpts {
             family,
-            ..Default::default()
+            ..common::paced()
         },
     )
     .unwrap();

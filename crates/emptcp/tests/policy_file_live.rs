@@ -2,12 +2,14 @@
 //! applied live on the two-path testbed: the tenant's path-2 subflow leaves
 //! the router by the path-1 link (r3), real kernel MPTCP, verified transfer.
 
+mod common;
+
 use std::path::PathBuf;
 
 use emptcp::netns::NetnsGuard;
 use emptcp::policy_file;
 use emptcp::{Dataplane, Hook};
-use emptcp_testbed::presets::{self, TwoPathOpts};
+use emptcp_testbed::presets;
 use emptcp_testbed::root_or_skip;
 use emptcp_testbed::traffic::{self, SenderReport, TransferOpts};
 
@@ -20,7 +22,7 @@ fn multi_tenant_example_moves_the_path2_subflow_to_r3() {
     }
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies/multi_tenant.toml");
-    let tb = presets::two_path("ptenant", TwoPathOpts::default()).unwrap();
+    let tb = presets::two_path("ptenant", common::paced()).unwrap();
     let mut dp = Dataplane::load().unwrap();
     {
         let _in_router = NetnsGuard::enter(&tb.router.netns_path()).unwrap();

@@ -178,12 +178,9 @@ fn live_run(cap: Option<u32>, offloads: emptcp_testbed::Offloads) -> LiveRun {
     use emptcp_testbed::presets::{self, TwoPathOpts};
     use emptcp_testbed::traffic::{self, SenderReport, TransferOpts};
 
-    // Unlimited paths: with veth round trips of ~0.1 ms a window cap of a
-    // few segments binds only above a few hundred Mbit/s (no netem here to
-    // lengthen the path), so a rate-limited path would hide the clamp.
     let opts = TwoPathOpts {
         offloads: Some(offloads),
-        ..Default::default()
+        ..common::paced()
     };
     let tb = presets::two_path("clamp", opts).unwrap();
     let mut dp = Dataplane::load().unwrap();

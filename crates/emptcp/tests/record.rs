@@ -157,13 +157,13 @@ fn crafted_exchange_gives_bytes_rtt_samples_and_data_progress() {
 /// them, RTT samples, and the data the server acknowledged.
 #[test]
 fn live_record_matches_the_kernels_counts() {
-    use emptcp_testbed::presets::{self, TwoPathOpts};
+    use emptcp_testbed::presets;
     use emptcp_testbed::traffic::{self, SenderReport, TransferOpts};
 
     if !root_or_skip() {
         return;
     }
-    let tb = presets::two_path("rec", TwoPathOpts::default()).unwrap();
+    let tb = presets::two_path("rec", common::paced()).unwrap();
     let mut dp = Dataplane::load().unwrap();
     let compiled = record_everything(Hook::TcIngress);
     common::attach_router(

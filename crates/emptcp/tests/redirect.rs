@@ -7,7 +7,7 @@ use emptcp::policy::{
     Action, ActionChain, Combine, Policy, PolicySet, Selector, SelectorChain, SelectorKind,
 };
 use emptcp::{Dataplane, Hook};
-use emptcp_testbed::presets::{self, TwoPathOpts};
+use emptcp_testbed::presets;
 use emptcp_testbed::root_or_skip;
 use emptcp_testbed::traffic::{self, SenderReport, TransferOpts};
 
@@ -17,7 +17,7 @@ const BYTES: u64 = 16 << 20;
 /// the server acknowledged on the path-2 subflow; with or without a policy
 /// that redirects path 2's client->server packets (arriving on r2) out of r3.
 fn run(redirect: bool) -> (u64, u64, u64, Vec<emptcp::OpStats>) {
-    let tb = presets::two_path("redir", TwoPathOpts::default()).unwrap();
+    let tb = presets::two_path("redir", common::paced()).unwrap();
     let mut dp = Dataplane::load().unwrap();
     let policy = redirect.then(|| {
         let mut sc = SelectorChain::new();

@@ -4,7 +4,19 @@
 use emptcp::netns::NetnsGuard;
 use emptcp::policy::CompiledPolicy;
 use emptcp::{Dataplane, Hook, OpStats};
-use emptcp_testbed::presets::TwoPath;
+use emptcp_testbed::RateLimit;
+use emptcp_testbed::presets::{TwoPath, TwoPathOpts};
+
+/// Two paths of 200 Mbit/s: a transfer of a few MiB then lasts long enough
+/// (~100 ms) for the join to carry data on every run. Unlimited veth paths
+/// move 4 MiB in a few ms, sometimes before the join is up, which fails the
+/// "two subflows carried data" check now and then.
+pub fn paced() -> TwoPathOpts {
+    TwoPathOpts {
+        rate_limit: [Some(RateLimit::htb_mbit(200)); 2],
+        ..Default::default()
+    }
+}
 
 /// Attaches `hook` on each of the router's `ifaces` and, when given, applies
 /// `policy` there (one generation per attachment).
