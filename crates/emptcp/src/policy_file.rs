@@ -951,7 +951,7 @@ impl Parser<'_> {
 
     fn action(&self, v: &Val<'_>, f: &str, plugins: &[PluginDecl]) -> Result<Action, FileError> {
         const NAMES: &str =
-            "count, set_mark, drop, rate_limit, redirect, get_connect, get_subflow, plugin";
+            "count, set_mark, drop, rate_limit, redirect, record, get_connect, get_subflow, plugin";
         let unknown = |name: &str, span: Range<usize>, f: &str| {
             self.err(
                 span,
@@ -965,6 +965,7 @@ impl Parser<'_> {
                 "drop" => Ok(Action::Drop),
                 "get_connect" => Ok(Action::GetConnect),
                 "get_subflow" => Ok(Action::GetSubflow),
+                "record" => Ok(Action::Record),
                 p @ ("set_mark" | "rate_limit" | "redirect" | "plugin") => {
                     Err(self.err(v.span(), f, format!("{p} needs a value: {}", example(p))))
                 }
@@ -1040,7 +1041,7 @@ impl Parser<'_> {
                         };
                         Ok(Action::Plugin(slot))
                     }
-                    p @ ("count" | "drop" | "get_connect" | "get_subflow") => {
+                    p @ ("count" | "drop" | "record" | "get_connect" | "get_subflow") => {
                         Err(self.err(k.span(), &kf, format!("{p} takes no value: write \"{p}\"")))
                     }
                     other => Err(unknown(other, k.span(), &kf)),
