@@ -47,6 +47,7 @@ struct emptcp_abi_anchor {
 	struct emptcp_event event;
 	struct emptcp_shape_stats shape_stats;
 	struct emptcp_record record;
+	struct emptcp_edit_scratch edit;
 	enum emptcp_ct_flags ct;
 	struct emptcp_ct_key ct_key;
 	struct emptcp_subflow_ct ct_subflow;

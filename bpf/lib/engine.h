@@ -29,6 +29,7 @@
 #include "act_rate_limit.h"
 #include "act_events.h"
 #include "act_record.h"
+#include "act_blk_subflow.h"
 #include <emptcp/plugin.h>
 
 /* Written by the control plane before load (never changes afterwards). */
@@ -413,6 +414,18 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook,
 			if (st)
 				st->reasons[EMPTCP_REASON_REDIRECT_FAILED]++;
 			break;
+		case EMPTCP_OP_BLK_SUBFLOW: {
+			int skip;
+
+			/* A join's SYN refused: dropped, never stripped. */
+			if (emptcp_cfg.chains[c].ops[i].arg32 && (pkt->tcp_flags & 0x12) == 0x02 &&
+			    (pkt->mptcp_subtypes & (1u << EMPTCP_MPTCP_MP_JOIN)))
+				return EMPTCP_VERDICT_DROP;
+			skip = emptcp_act_blk_subflow(ctx, hook, pkt);
+			if (skip > 0 && skip <= EMPTCP_OP_REASONS && st)
+				st->reasons[skip - 1]++;
+			break;
+		}
 		case EMPTCP_OP_RECORD: {
 			int skip = emptcp_act_record(ctx, hook, pkt);
 

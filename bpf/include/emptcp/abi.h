@@ -201,7 +201,7 @@ enum emptcp_limits {
 	EMPTCP_CHAIN_OPS_MAX = 16,  /* operators per action chain */
 	EMPTCP_RULE_SLOTS = 4,      /* rules sharing one flow key in one shape */
 	EMPTCP_MEMO_MAX = 8,        /* candidate rules remembered per flow */
-	EMPTCP_OP_REASONS = 7,      /* skip/error reasons counted per operator */
+	EMPTCP_OP_REASONS = 8,      /* skip/error reasons counted per operator */
 	EMPTCP_PLUGIN_SLOTS = 4,    /* plugin slots per entry program */
 };
 
@@ -217,6 +217,7 @@ enum emptcp_op_kind {
 	EMPTCP_OP_GET_SUBFLOW = 7, /* event on each MPTCP SYN: join token, nonce, address id, index */
 	EMPTCP_OP_REDIRECT = 8,  /* TC: out of ifindex arg32 (bpf_redirect_neigh); ends the chain */
 	EMPTCP_OP_RECORD = 9,    /* per-subflow metrics into emptcp_record */
+	EMPTCP_OP_BLK_SUBFLOW = 10, /* strips ADD_ADDR; arg32 = 1: drops MP_JOIN SYNs too */
 	EMPTCP_OP__MAX,
 };
 
@@ -362,7 +363,7 @@ struct emptcp_op_stats {
 	__u64 hits;
 	__u64 reasons[EMPTCP_OP_REASONS];  /* enum emptcp_op_reason */
 };
-EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_op_stats) != 64);
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_op_stats) != 72);
 
 enum emptcp_op_reason {
 	EMPTCP_REASON_WRONG_HOOK = 0,  /* the operator has no effect at this hook */
@@ -372,6 +373,7 @@ enum emptcp_op_reason {
 	EMPTCP_REASON_WSCALE_UNKNOWN = 4, /* the sender's SYN (window scale) was not seen: unchanged */
 	EMPTCP_REASON_NO_ACK = 5,         /* no ACK flag: the window means nothing; unchanged */
 	EMPTCP_REASON_REDIRECT_FAILED = 6, /* the kernel refused the redirect: the packet went on */
+	EMPTCP_REASON_EDIT_REFUSED = 7,    /* an option edit was refused (malformed, no room): unchanged */
 	EMPTCP_REASON__MAX = EMPTCP_OP_REASONS,
 };
 

@@ -720,6 +720,7 @@ pub const OP_REASON_NAMES: [&str; crate::policy::limits::OP_REASONS] = [
     "wscale_unknown",
     "no_ack",
     "redirect_failed",
+    "edit_refused",
 ];
 
 /// Counters of one operator.

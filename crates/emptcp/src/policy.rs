@@ -450,6 +450,13 @@ pub enum Action {
         /// Interface index, in the namespace of the attachment.
         ifindex: u32,
     },
+    /// Strips every ADD_ADDR so that the packet's receiver learns of no
+    /// further address; with `refuse_joins`, also drops MP_JOIN SYNs.
+    BlkSubflow {
+        /// Drop MP_JOIN SYNs (a join's SYN cannot be stripped: it would
+        /// become a stray plain TCP connection).
+        refuse_joins: bool,
+    },
     /// Per-subflow metrics: packets and payload bytes per direction, RTT from
     /// TCP timestamps, data-sequence progress (`Dataplane::records`).
     Record,
@@ -476,9 +483,24 @@ impl Action {
             Action::RateLimit { .. } => "rate_limit",
             Action::Redirect { .. } => "redirect",
             Action::Record => "record",
+            Action::BlkSubflow { .. } => "blk_subflow",
             Action::GetConnect => "get_connect",
             Action::GetSubflow => "get_subflow",
         }
+    }
+
+    /// Whether the actor can follow one that changed the option layout: the
+    /// chain's parse is not redone after an edit, so actors that read options
+    /// or the parse (offsets of DSS, timestamps, ...) must come before it.
+    fn safe_after_edit(self) -> bool {
+        matches!(
+            self,
+            Action::Count
+                | Action::SetMark(_)
+                | Action::Drop
+                | Action::Redirect { .. }
+                | Action::BlkSubflow { .. }
+        )
     }
 
     fn valid_at(self, hook: Hook) -> bool {
@@ -498,6 +520,9 @@ impl Action {
             Action::RateLimit { window_bytes } => (k::EMPTCP_OP_RATE_LIMIT, 0, window_bytes.into()),
             Action::Redirect { ifindex } => (k::EMPTCP_OP_REDIRECT, ifindex, 0),
             Action::Record => (k::EMPTCP_OP_RECORD, 0, 0),
+            Action::BlkSubflow { refuse_joins } => {
+                (k::EMPTCP_OP_BLK_SUBFLOW, refuse_joins.into(), 0)
+            }
             Action::GetConnect => (k::EMPTCP_OP_GET_CONNECT, 0, 0),
             Action::GetSubflow => (k::EMPTCP_OP_GET_SUBFLOW, 0, 0),
         };
@@ -937,6 +962,21 @@ impl PolicySet {
                     Some(p),
                     None,
                     format!("actor {} does not work at {hook}", a.name()),
+                ));
+            }
+            let actions = p.actions.actions();
+            if let Some(edit) = actions
+                .iter()
+                .position(|a| matches!(a, Action::BlkSubflow { .. }))
+                && let Some(a) = actions[edit..].iter().find(|a| !a.safe_after_edit())
+            {
+                return Err(err(
+                    Some(p),
+                    None,
+                    format!(
+                        "{} cannot follow blk_subflow (it reads options that blk_subflow moves): put it before",
+                        a.name()
+                    ),
                 ));
             }
             let slot = match chains.iter().position(|c| **c == p.actions) {

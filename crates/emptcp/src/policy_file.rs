@@ -950,8 +950,7 @@ impl Parser<'_> {
     }
 
     fn action(&self, v: &Val<'_>, f: &str, plugins: &[PluginDecl]) -> Result<Action, FileError> {
-        const NAMES: &str =
-            "count, set_mark, drop, rate_limit, redirect, record, get_connect, get_subflow, plugin";
+        const NAMES: &str = "count, set_mark, drop, rate_limit, redirect, record, blk_subflow, get_connect, get_subflow, plugin";
         let unknown = |name: &str, span: Range<usize>, f: &str| {
             self.err(
                 span,
@@ -966,6 +965,9 @@ impl Parser<'_> {
                 "get_connect" => Ok(Action::GetConnect),
                 "get_subflow" => Ok(Action::GetSubflow),
                 "record" => Ok(Action::Record),
+                "blk_subflow" => Ok(Action::BlkSubflow {
+                    refuse_joins: false,
+                }),
                 p @ ("set_mark" | "rate_limit" | "redirect" | "plugin") => {
                     Err(self.err(v.span(), f, format!("{p} needs a value: {}", example(p))))
                 }
@@ -1041,6 +1043,19 @@ impl Parser<'_> {
                         };
                         Ok(Action::Plugin(slot))
                     }
+                    "blk_subflow" => match p.get_ref() {
+                        DeValue::String(s) if s.as_ref() == "refuse_joins" => {
+                            Ok(Action::BlkSubflow { refuse_joins: true })
+                        }
+                        other => Err(self.err(
+                            p.span(),
+                            &kf,
+                            format!(
+                                "blk_subflow takes \"refuse_joins\" (also drop MP_JOIN SYNs) or no value, got {}",
+                                describe(other)
+                            ),
+                        )),
+                    },
                     p @ ("count" | "drop" | "record" | "get_connect" | "get_subflow") => {
                         Err(self.err(k.span(), &kf, format!("{p} takes no value: write \"{p}\"")))
                     }

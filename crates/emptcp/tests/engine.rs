@@ -578,6 +578,7 @@ fn every_operator_together_loads_at_every_hook() {
             Action::Record,
             Action::GetConnect,
             Action::GetSubflow,
+            Action::BlkSubflow { refuse_joins: true },
         ];
         if hook != Hook::Xdp {
             actions.push(Action::SetMark(1));

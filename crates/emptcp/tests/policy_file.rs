@@ -239,14 +239,28 @@ fn bad_files_are_refused_with_file_line_field_and_message() {
             one_policy("actions = [\"count\", \"mark\"]"),
             Hook::TcIngress,
             "policy.toml:7: field 'policy[0].actions[1]': unknown actor 'mark': expected one of \
-             count, set_mark, drop, rate_limit, redirect, record, get_connect, get_subflow, plugin",
+             count, set_mark, drop, rate_limit, redirect, record, blk_subflow, get_connect, get_subflow, plugin",
         ),
         (
             "unknown actor with a value",
             one_policy("actions = [{ mark = 2 }]"),
             Hook::TcIngress,
             "policy.toml:7: field 'policy[0].actions[0].mark': unknown actor 'mark': expected one \
-             of count, set_mark, drop, rate_limit, redirect, record, get_connect, get_subflow, plugin",
+             of count, set_mark, drop, rate_limit, redirect, record, blk_subflow, get_connect, get_subflow, plugin",
+        ),
+        (
+            "blk_subflow with a bad value",
+            one_policy("actions = [{ blk_subflow = true }]"),
+            Hook::TcIngress,
+            "policy.toml:7: field 'policy[0].actions[0].blk_subflow': blk_subflow takes \
+             \"refuse_joins\" (also drop MP_JOIN SYNs) or no value, got true",
+        ),
+        (
+            "an option reader after blk_subflow",
+            one_policy("actions = [\"blk_subflow\", \"record\"]"),
+            Hook::TcIngress,
+            "policy.toml:6: field 'policy[0]': policy 'p': record cannot follow blk_subflow \
+             (it reads options that blk_subflow moves): put it before",
         ),
         (
             "bad prefix",

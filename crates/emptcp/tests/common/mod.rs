@@ -1,6 +1,8 @@
 //! Shared by the live tests: emptcp on the two-path testbed's router.
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod packets;
+
 use emptcp::netns::NetnsGuard;
 use emptcp::policy::CompiledPolicy;
 use emptcp::{Dataplane, Hook, OpStats};
