@@ -67,11 +67,7 @@ fn add_addr_v6(id: u8, hmac: Option<u64>) -> TcpOption {
 }
 
 fn pass(hook: Hook) -> u32 {
-    if hook == Hook::Xdp {
-        XDP_PASS
-    } else {
-        TC_ACT_UNSPEC
-    }
+    pass_verdict(hook == Hook::Xdp)
 }
 
 #[test]
@@ -98,17 +94,7 @@ fn strips_every_add_addr_and_nothing_else() {
                     if room > 40 {
                         continue;
                     }
-                    let mut opts = before.clone();
-                    opts.extend(set.iter().cloned());
-                    opts.extend(after.iter().cloned());
-                    let input = base.clone().options(opts).build().unwrap();
-                    let mut kept = before.clone();
-                    if fallback {
-                        let gone = set.iter().map(len_of).sum();
-                        kept.extend(std::iter::repeat_n(TcpOption::Nop, gone));
-                    }
-                    kept.extend(after.iter().cloned());
-                    let want = base.clone().options(kept).build().unwrap();
+                    let (input, want) = stripped_pair(&base, &before, set, &after, fallback);
                     let what = format!(
                         "{hook} {base_name} {set_name} at {}",
                         before.iter().map(len_of).sum::<usize>()

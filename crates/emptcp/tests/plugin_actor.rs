@@ -59,30 +59,25 @@ fn strip_add_addr_in_the_middle_of_a_chain() {
             let mut runs = 0u64;
             for (base_name, base) in bases() {
                 for (before, after) in layouts() {
-                    let target = add_addr(1, None);
-                    let mut opts = before.clone();
-                    opts.push(target.clone());
-                    opts.extend(after.iter().cloned());
-                    let input = base.clone().options(opts).build().unwrap();
-                    let mut kept = before.clone();
                     let fallback = hook != Hook::Xdp && base_name == "vlan ipv4 payload";
-                    if nop || fallback {
-                        kept.extend(std::iter::repeat_n(TcpOption::Nop, len_of(&target)));
-                    }
-                    kept.extend(after.iter().cloned());
-                    let want = base.clone().options(kept).build().unwrap();
+                    let (input, want) = stripped_pair(
+                        &base,
+                        &before,
+                        &[add_addr(1, None)],
+                        &after,
+                        nop || fallback,
+                    );
                     let what = format!(
                         "{hook} nop={nop} {base_name}, ADD_ADDR at {}",
                         before.iter().map(len_of).sum::<usize>()
                     );
                     let r = g.test_run(&input).unwrap();
                     runs += 1;
-                    let pass = if hook == Hook::Xdp {
-                        XDP_PASS
-                    } else {
-                        TC_ACT_UNSPEC
-                    };
-                    assert_eq!(r.verdict, pass, "{what}: verdict");
+                    assert_eq!(
+                        r.verdict,
+                        pass_verdict(hook == Hook::Xdp),
+                        "{what}: verdict"
+                    );
                     check_same(&what, &r.packet, &want);
                 }
             }

@@ -109,3 +109,38 @@ pub fn check_same(what: &str, got: &[u8], want: &[u8]) {
         .unwrap_or_else(|e| panic!("{what}: {e}"));
     assert_eq!(got, want, "{what}: output differs from the expected packet");
 }
+
+/// The packet `base` with `removed` between `before` and `after`, and the packet an actor that
+/// strips `removed` should make of it: without it, or with NOPs in its place when `nops`.
+pub fn stripped_pair(
+    base: &PacketBuilder,
+    before: &[TcpOption],
+    removed: &[TcpOption],
+    after: &[TcpOption],
+    nops: bool,
+) -> (Vec<u8>, Vec<u8>) {
+    let input = base
+        .clone()
+        .options(
+            before
+                .iter()
+                .chain(removed)
+                .chain(after)
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .build()
+        .unwrap();
+    let mut kept = before.to_vec();
+    if nops {
+        let gone = removed.iter().map(len_of).sum();
+        kept.extend(std::iter::repeat_n(TcpOption::Nop, gone));
+    }
+    kept.extend_from_slice(after);
+    (input, base.clone().options(kept).build().unwrap())
+}
+
+/// The verdict of a packet that went on: `XDP_PASS`, or `TC_ACT_UNSPEC` at TC.
+pub fn pass_verdict(xdp: bool) -> u32 {
+    if xdp { XDP_PASS } else { TC_ACT_UNSPEC }
+}
