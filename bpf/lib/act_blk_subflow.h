@@ -31,6 +31,7 @@
 #include <emptcp/tcpopt.h>
 
 #include "conntrack.h"
+#include "edit_scratch.h"
 
 /* Linux sends at most one ADD_ADDR per segment; a few more are removed
  * too, and any beyond this limit stay. */
@@ -55,21 +56,6 @@ struct emptcp_dss_ack64 {
 	__be32 ack_lo;
 } __attribute__((packed));
 
-/* The option area and a parse the edit may change, per CPU and hook: 230
- * bytes the entry's stack cannot spare (512 bytes for the entry and its
- * calls together, tcpopt's commit among them). */
-struct emptcp_edit_scratch {
-	struct emptcp_tcpopt_area area;
-	struct emptcp_pkt pkt;
-	struct emptcp_dss_ack64 dss;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, EMPTCP_HOOK__MAX);
-	__type(key, __u32);
-	__type(value, struct emptcp_edit_scratch);
-} emptcp_edit SEC(".maps");
 
 
 /* Removes the ADD_ADDRs of the area (the first becomes `dss` when given):
@@ -125,10 +111,11 @@ static __emptcp_inline int __emptcp_blk_dss(const struct emptcp_pkt *pkt,
 }
 
 /* 0 when stripped, else an enum emptcp_op_reason + 1. */
-static __emptcp_inline int __emptcp_blk_edit(const struct emptcp_ctx *c,
+static __emptcp_inline int emptcp_blk_subflow_edit(const struct emptcp_ctx *c,
 					     struct emptcp_edit_scratch *s)
 {
-	const struct emptcp_dss_ack64 *dss = __emptcp_blk_dss(&s->pkt, &s->dss) ? &s->dss : NULL;
+	struct emptcp_dss_ack64 *built = (struct emptcp_dss_ack64 *)s->opt;
+	const struct emptcp_dss_ack64 *dss = __emptcp_blk_dss(&s->pkt, built) ? built : NULL;
 
 	if (emptcp_tcpopt_load(c, &s->pkt, &s->area) ||
 	    __emptcp_strip_add_addr(&s->area, EMPTCP_TCPOPT_F_SHRINK, dss) <= 0)
@@ -142,44 +129,6 @@ static __emptcp_inline int __emptcp_blk_edit(const struct emptcp_ctx *c,
 	    emptcp_tcpopt_commit(c, &s->pkt, &s->area))
 		return EMPTCP_REASON_EDIT_REFUSED + 1;
 	return 0;
-}
-
-static __attribute__((noinline)) int __emptcp_act_blk_xdp(struct xdp_md *ctx,
-							  const struct emptcp_pkt *pkt)
-{
-	struct emptcp_ctx c = EMPTCP_CTX_XDP(ctx);
-	__u32 slot = EMPTCP_HOOK_XDP;
-	struct emptcp_edit_scratch *s = bpf_map_lookup_elem(&emptcp_edit, &slot);
-
-	if (!s)
-		return EMPTCP_REASON_EDIT_REFUSED + 1;
-	__builtin_memcpy(&s->pkt, pkt, sizeof(s->pkt));
-	return __emptcp_blk_edit(&c, s);
-}
-
-static __attribute__((noinline)) int __emptcp_act_blk_skb(struct __sk_buff *skb,
-							  const struct emptcp_pkt *pkt,
-							  __u32 hook)
-{
-	struct emptcp_ctx c = EMPTCP_CTX_SKB(skb);
-	__u32 slot = hook == EMPTCP_HOOK_TC_EGRESS ? EMPTCP_HOOK_TC_EGRESS : EMPTCP_HOOK_TC_INGRESS;
-	struct emptcp_edit_scratch *s = bpf_map_lookup_elem(&emptcp_edit, &slot);
-
-	if (!s)
-		return EMPTCP_REASON_EDIT_REFUSED + 1;
-	__builtin_memcpy(&s->pkt, pkt, sizeof(s->pkt));
-	return __emptcp_blk_edit(&c, s);
-}
-
-/* Strips the packet's ADD_ADDRs, if it has any: 0, or a reason + 1. */
-static __emptcp_inline int emptcp_act_blk_subflow(void *ctx, enum emptcp_hook hook,
-						  const struct emptcp_pkt *pkt)
-{
-	if (!(pkt->mptcp_subtypes & (1u << EMPTCP_MPTCP_ADD_ADDR)))
-		return 0;
-	if (hook == EMPTCP_HOOK_XDP)
-		return __emptcp_act_blk_xdp(ctx, pkt);
-	return __emptcp_act_blk_skb(ctx, pkt, hook);
 }
 
 #endif /* __EMPTCP_LIB_ACT_BLK_SUBFLOW_H */

@@ -29,7 +29,7 @@
 #include "act_rate_limit.h"
 #include "act_events.h"
 #include "act_record.h"
-#include "act_blk_subflow.h"
+#include "act_edit.h"
 #include <emptcp/plugin.h>
 
 /* Written by the control plane before load (never changes afterwards). */
@@ -421,7 +421,15 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook,
 			if (emptcp_cfg.chains[c].ops[i].arg32 && (pkt->tcp_flags & 0x12) == 0x02 &&
 			    (pkt->mptcp_subtypes & (1u << EMPTCP_MPTCP_MP_JOIN)))
 				return EMPTCP_VERDICT_DROP;
-			skip = emptcp_act_blk_subflow(ctx, hook, pkt);
+			skip = emptcp_act_edit(ctx, hook, pkt, EMPTCP_OP_BLK_SUBFLOW, 0);
+			if (skip > 0 && skip <= EMPTCP_OP_REASONS && st)
+				st->reasons[skip - 1]++;
+			break;
+		}
+		case EMPTCP_OP_SET_BACKUP: {
+			int skip = emptcp_act_edit(ctx, hook, pkt, EMPTCP_OP_SET_BACKUP,
+						   emptcp_cfg.chains[c].ops[i].arg32);
+
 			if (skip > 0 && skip <= EMPTCP_OP_REASONS && st)
 				st->reasons[skip - 1]++;
 			break;

@@ -218,6 +218,7 @@ enum emptcp_op_kind {
 	EMPTCP_OP_REDIRECT = 8,  /* TC: out of ifindex arg32 (bpf_redirect_neigh); ends the chain */
 	EMPTCP_OP_RECORD = 9,    /* per-subflow metrics into emptcp_record */
 	EMPTCP_OP_BLK_SUBFLOW = 10, /* strips ADD_ADDR; arg32 = 1: drops MP_JOIN SYNs too */
+	EMPTCP_OP_SET_BACKUP = 11, /* adds MP_PRIO with B = arg32 */
 	EMPTCP_OP__MAX,
 };
 

@@ -457,6 +457,14 @@ pub enum Action {
         /// become a stray plain TCP connection).
         refuse_joins: bool,
     },
+    /// Adds MP_PRIO to the packet (not to SYNs, nor beside the sender's own
+    /// MP_PRIO): its receiver then treats the subflow the packet travels on
+    /// as a backup (`backup: true`: used only when no regular subflow is left)
+    /// or as regular again.
+    SetBackup {
+        /// The B flag to send.
+        backup: bool,
+    },
     /// Per-subflow metrics: packets and payload bytes per direction, RTT from
     /// TCP timestamps, data-sequence progress (`Dataplane::records`).
     Record,
@@ -484,6 +492,7 @@ impl Action {
             Action::Redirect { .. } => "redirect",
             Action::Record => "record",
             Action::BlkSubflow { .. } => "blk_subflow",
+            Action::SetBackup { .. } => "set_backup",
             Action::GetConnect => "get_connect",
             Action::GetSubflow => "get_subflow",
         }
@@ -500,7 +509,13 @@ impl Action {
                 | Action::Drop
                 | Action::Redirect { .. }
                 | Action::BlkSubflow { .. }
+                | Action::SetBackup { .. }
         )
+    }
+
+    /// Whether the actor moves the packet's options.
+    fn edits_options(self) -> bool {
+        matches!(self, Action::BlkSubflow { .. } | Action::SetBackup { .. })
     }
 
     fn valid_at(self, hook: Hook) -> bool {
@@ -523,6 +538,7 @@ impl Action {
             Action::BlkSubflow { refuse_joins } => {
                 (k::EMPTCP_OP_BLK_SUBFLOW, refuse_joins.into(), 0)
             }
+            Action::SetBackup { backup } => (k::EMPTCP_OP_SET_BACKUP, backup.into(), 0),
             Action::GetConnect => (k::EMPTCP_OP_GET_CONNECT, 0, 0),
             Action::GetSubflow => (k::EMPTCP_OP_GET_SUBFLOW, 0, 0),
         };
@@ -965,16 +981,15 @@ impl PolicySet {
                 ));
             }
             let actions = p.actions.actions();
-            if let Some(edit) = actions
-                .iter()
-                .position(|a| matches!(a, Action::BlkSubflow { .. }))
+            if let Some(edit) = actions.iter().position(|a| a.edits_options())
                 && let Some(a) = actions[edit..].iter().find(|a| !a.safe_after_edit())
             {
+                let editor = actions[edit].name();
                 return Err(err(
                     Some(p),
                     None,
                     format!(
-                        "{} cannot follow blk_subflow (it reads options that blk_subflow moves): put it before",
+                        "{} cannot follow {editor} (it reads options that {editor} moves): put it before",
                         a.name()
                     ),
                 ));

@@ -950,7 +950,7 @@ impl Parser<'_> {
     }
 
     fn action(&self, v: &Val<'_>, f: &str, plugins: &[PluginDecl]) -> Result<Action, FileError> {
-        const NAMES: &str = "count, set_mark, drop, rate_limit, redirect, record, blk_subflow, get_connect, get_subflow, plugin";
+        const NAMES: &str = "count, set_mark, drop, rate_limit, redirect, record, blk_subflow, set_backup, get_connect, get_subflow, plugin";
         let unknown = |name: &str, span: Range<usize>, f: &str| {
             self.err(
                 span,
@@ -968,7 +968,7 @@ impl Parser<'_> {
                 "blk_subflow" => Ok(Action::BlkSubflow {
                     refuse_joins: false,
                 }),
-                p @ ("set_mark" | "rate_limit" | "redirect" | "plugin") => {
+                p @ ("set_mark" | "rate_limit" | "redirect" | "set_backup" | "plugin") => {
                     Err(self.err(v.span(), f, format!("{p} needs a value: {}", example(p))))
                 }
                 other => Err(unknown(other, v.span(), f)),
@@ -1043,6 +1043,17 @@ impl Parser<'_> {
                         };
                         Ok(Action::Plugin(slot))
                     }
+                    "set_backup" => match p.get_ref() {
+                        DeValue::Boolean(backup) => Ok(Action::SetBackup { backup: *backup }),
+                        other => Err(self.err(
+                            p.span(),
+                            &kf,
+                            format!(
+                                "set_backup takes true (backup) or false (regular), got {}",
+                                describe(other)
+                            ),
+                        )),
+                    },
                     "blk_subflow" => match p.get_ref() {
                         DeValue::String(s) if s.as_ref() == "refuse_joins" => {
                             Ok(Action::BlkSubflow { refuse_joins: true })
@@ -1171,6 +1182,7 @@ fn example(actor: &str) -> &'static str {
         "set_mark" => "{ set_mark = 2 }",
         "rate_limit" => "{ rate_limit = \"64KiB\" }",
         "redirect" => "{ redirect = \"eth1\" }",
+        "set_backup" => "{ set_backup = true }",
         _ => "{ plugin = \"name\" }",
     }
 }

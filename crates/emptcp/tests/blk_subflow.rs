@@ -9,8 +9,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 
 use emptcp::policy::{
-    Action, ActionChain, Combine, CompiledPolicy, Policy, PolicySet, Selector, SelectorChain,
-    SelectorKind,
+    Action, ActionChain, Combine, Policy, PolicySet, Selector, SelectorChain, SelectorKind,
 };
 use emptcp::{Dataplane, Hook};
 use emptcp_testbed::root_or_skip;
@@ -22,38 +21,6 @@ use common::packets::*;
 
 const TC_ACT_SHOT: u32 = 2;
 const XDP_DROP: u32 = 1;
-
-/// count, blk_subflow, count on TCP port 80 of 10.9.0.1 (local at ingress, remote at egress).
-fn policy(hook: Hook, refuse_joins: bool) -> CompiledPolicy {
-    let mut actions = ActionChain::new();
-    actions
-        .add(Action::Count)
-        .add(Action::BlkSubflow { refuse_joins })
-        .add(Action::Count);
-    let mut p = Policy::new("blk", actions);
-    let mut sc = SelectorChain::new();
-    sc.add(SelectorKind::Port, Combine::And);
-    p.select(
-        0,
-        if hook == Hook::TcEgress {
-            Selector::Port {
-                local: None,
-                remote: Some(80),
-            }
-        } else {
-            Selector::Port {
-                local: Some(80),
-                remote: None,
-            }
-        },
-    );
-    PolicySet {
-        selectors: sc,
-        policies: vec![p],
-    }
-    .compile(hook)
-    .unwrap()
-}
 
 fn add_addr_v6(id: u8, hmac: Option<u64>) -> TcpOption {
     TcpOption::Mptcp(MptcpOption::AddAddr(AddAddr {
@@ -77,7 +44,17 @@ fn strips_every_add_addr_and_nothing_else() {
     }
     let mut dp = Dataplane::load().expect("load entry programs");
     for hook in Hook::ALL {
-        let g = dp.load_generation(&policy(hook, false), &[]).unwrap();
+        let g = dp
+            .load_generation(
+                &counted_on_port_80(
+                    hook,
+                    Action::BlkSubflow {
+                        refuse_joins: false,
+                    },
+                ),
+                &[],
+            )
+            .unwrap();
         // (name, the ADD_ADDRs of the packet): one, or two of both families.
         let sets: Vec<(&str, Vec<TcpOption>)> = vec![
             ("v4 echo", vec![add_addr(1, None)]),
@@ -300,7 +277,17 @@ fn refuse_joins_drops_join_syns_only() {
         let syn = join_syn(TcpFlags::SYN);
         let syn_ack = join_syn(TcpFlags::SYN | TcpFlags::ACK);
         for refuse in [false, true] {
-            let g = dp.load_generation(&policy(hook, refuse), &[]).unwrap();
+            let g = dp
+                .load_generation(
+                    &counted_on_port_80(
+                        hook,
+                        Action::BlkSubflow {
+                            refuse_joins: refuse,
+                        },
+                    ),
+                    &[],
+                )
+                .unwrap();
             let r = g.test_run(&syn).unwrap();
             let want = if refuse { drop } else { pass(hook) };
             assert_eq!(r.verdict, want, "{hook} refuse_joins={refuse}: join SYN");

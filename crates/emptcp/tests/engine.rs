@@ -579,6 +579,7 @@ fn every_operator_together_loads_at_every_hook() {
             Action::GetConnect,
             Action::GetSubflow,
             Action::BlkSubflow { refuse_joins: true },
+            Action::SetBackup { backup: true },
         ];
         if hook != Hook::Xdp {
             actions.push(Action::SetMark(1));

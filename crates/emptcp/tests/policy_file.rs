@@ -239,14 +239,14 @@ fn bad_files_are_refused_with_file_line_field_and_message() {
             one_policy("actions = [\"count\", \"mark\"]"),
             Hook::TcIngress,
             "policy.toml:7: field 'policy[0].actions[1]': unknown actor 'mark': expected one of \
-             count, set_mark, drop, rate_limit, redirect, record, blk_subflow, get_connect, get_subflow, plugin",
+             count, set_mark, drop, rate_limit, redirect, record, blk_subflow, set_backup, get_connect, get_subflow, plugin",
         ),
         (
             "unknown actor with a value",
             one_policy("actions = [{ mark = 2 }]"),
             Hook::TcIngress,
             "policy.toml:7: field 'policy[0].actions[0].mark': unknown actor 'mark': expected one \
-             of count, set_mark, drop, rate_limit, redirect, record, blk_subflow, get_connect, get_subflow, plugin",
+             of count, set_mark, drop, rate_limit, redirect, record, blk_subflow, set_backup, get_connect, get_subflow, plugin",
         ),
         (
             "blk_subflow with a bad value",
@@ -254,6 +254,20 @@ fn bad_files_are_refused_with_file_line_field_and_message() {
             Hook::TcIngress,
             "policy.toml:7: field 'policy[0].actions[0].blk_subflow': blk_subflow takes \
              \"refuse_joins\" (also drop MP_JOIN SYNs) or no value, got true",
+        ),
+        (
+            "set_backup without a flag",
+            one_policy("actions = [\"set_backup\"]"),
+            Hook::TcIngress,
+            "policy.toml:7: field 'policy[0].actions[0]': set_backup needs a value: \
+             { set_backup = true }",
+        ),
+        (
+            "set_backup with a number",
+            one_policy("actions = [{ set_backup = 1 }]"),
+            Hook::TcIngress,
+            "policy.toml:7: field 'policy[0].actions[0].set_backup': set_backup takes true \
+             (backup) or false (regular), got 1",
         ),
         (
             "an option reader after blk_subflow",

@@ -3,6 +3,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use emptcp::Hook;
+use emptcp::policy::{
+    Action, ActionChain, Combine, CompiledPolicy, Policy, PolicySet, Selector, SelectorChain,
+    SelectorKind,
+};
 use emptcp_wire::mptcp::{AddAddr, DataSeq, Dss, MpPrio, MptcpOption};
 use emptcp_wire::packet::{PacketBuilder, ParsedPacket, TcpFlags, VlanTag};
 use emptcp_wire::tcp_opt::TcpOption;
@@ -143,4 +148,32 @@ pub fn stripped_pair(
 /// The verdict of a packet that went on: `XDP_PASS`, or `TC_ACT_UNSPEC` at TC.
 pub fn pass_verdict(xdp: bool) -> u32 {
     if xdp { XDP_PASS } else { TC_ACT_UNSPEC }
+}
+
+/// count, `action`, count on TCP port 80 of 10.9.0.1 ([`bases`]: local at ingress, remote at
+/// egress).
+pub fn counted_on_port_80(hook: Hook, action: Action) -> CompiledPolicy {
+    let mut actions = ActionChain::new();
+    actions.add(Action::Count).add(action).add(Action::Count);
+    let mut p = Policy::new("counted", actions);
+    let mut sc = SelectorChain::new();
+    sc.add(SelectorKind::Port, Combine::And);
+    let port = if hook == Hook::TcEgress {
+        Selector::Port {
+            local: None,
+            remote: Some(80),
+        }
+    } else {
+        Selector::Port {
+            local: Some(80),
+            remote: None,
+        }
+    };
+    p.select(0, port);
+    PolicySet {
+        selectors: sc,
+        policies: vec![p],
+    }
+    .compile(hook)
+    .unwrap()
 }

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Per-CPU room for the actors that edit TCP options (blk_subflow,
+ * set_backup): the option area, a copy of the parse the edit may change,
+ * and an option being built: 270 bytes the entry's stack cannot spare (512
+ * bytes for the entry and its calls together, tcpopt's commit among them).
+ * One slot per hook: a TC program may run inside an XDP one's softirq.
+ */
+#ifndef __EMPTCP_LIB_EDIT_SCRATCH_H
+#define __EMPTCP_LIB_EDIT_SCRATCH_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include <emptcp/abi.h>
+#include <emptcp/parse.h>
+#include <emptcp/tcpopt.h>
+
+struct emptcp_edit_scratch {
+	struct emptcp_tcpopt_area area;
+	struct emptcp_pkt pkt;
+	__u8 opt[EMPTCP_TCPOPT_MAX_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EMPTCP_HOOK__MAX);
+	__type(key, __u32);
+	__type(value, struct emptcp_edit_scratch);
+} emptcp_edit SEC(".maps");
+
+#endif /* __EMPTCP_LIB_EDIT_SCRATCH_H */
