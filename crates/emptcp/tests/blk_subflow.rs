@@ -8,9 +8,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use emptcp::policy::{
-    Action, ActionChain, Combine, Policy, PolicySet, Selector, SelectorChain, SelectorKind,
-};
+use emptcp::policy::{Action, ActionChain, Policy, PolicySet, SelectorChain};
 use emptcp::{Dataplane, Hook};
 use emptcp_testbed::root_or_skip;
 use emptcp_wire::mptcp::{AddAddr, MpJoin, MptcpOption};
@@ -307,13 +305,9 @@ fn refuse_joins_drops_join_syns_only() {
 
 /// What the client learned and the server accepted during one transfer on the two-path testbed
 /// whose server announces 10.77.4.1 (a signal endpoint): the client's `MPTcpExtAddAddr` and the
-/// server's `MPTcpExtMPJoinSynRx`, and the counters of the router's chain. The policy (when
-/// given) runs at the router's TC ingress of `iface`.
-fn live(
-    label: &str,
-    iface: &str,
-    actions: Option<ActionChain>,
-) -> (u64, u64, Vec<emptcp::OpStats>) {
+/// server's `MPTcpExtMPJoinSynRx`, and the operator counters of both chains of
+/// examples/policies/blk_subflow.toml (when `policy`) at the router's TC ingress of `iface`.
+fn live(label: &str, iface: &str, policy: bool) -> (u64, u64, [Vec<emptcp::OpStats>; 2]) {
     use emptcp_testbed::presets;
     use emptcp_testbed::traffic::{self, TransferOpts};
 
@@ -330,19 +324,7 @@ fn live(
         ])
         .unwrap();
     let mut dp = Dataplane::load().unwrap();
-    // Any packet of the testbed's addresses.
-    let policy = actions.map(|ac| {
-        let mut sc = SelectorChain::new();
-        sc.add(SelectorKind::Src, Combine::And);
-        let mut p = Policy::new("blk", ac);
-        p.select(0, Selector::Src("10.77.0.0/16".parse().unwrap()));
-        PolicySet {
-            selectors: sc,
-            policies: vec![p],
-        }
-        .compile(Hook::TcIngress)
-        .unwrap()
-    });
+    let policy = policy.then(|| common::example_policy(&tb, "blk_subflow.toml"));
     common::attach_router(&mut dp, &tb, Hook::TcIngress, &[iface], policy.as_ref());
     let (client0, server0) = (tb.client.nstat().unwrap(), tb.server.nstat().unwrap());
     let t = traffic::transfer(
@@ -357,7 +339,7 @@ fn live(
     (
         client.get("MPTcpExtAddAddr"),
         server.get("MPTcpExtMPJoinSynRx"),
-        common::chain0_ops(&dp),
+        [common::chain_ops(&dp, 0), common::chain_ops(&dp, 1)],
     )
 }
 
@@ -367,20 +349,16 @@ fn live_add_addr_never_reaches_the_client() {
         return;
     }
     // Control: the client learns the server's second address.
-    let (add_addr, _, _) = live("blkc", "r3", None);
+    let (add_addr, _, _) = live("blkc", "r3", false);
     eprintln!("control: client received {add_addr} ADD_ADDR");
     assert!(add_addr > 0, "control: no ADD_ADDR reached the client");
 
-    // Server->client packets enter the router on r3 (path 1).
-    let mut ac = ActionChain::new();
-    ac.add(Action::BlkSubflow {
-        refuse_joins: false,
-    });
-    let (add_addr, _, ops) = live("blks", "r3", Some(ac));
+    // Server->client packets enter the router on r3 (path 1): policy no_add_addr.
+    let (add_addr, _, [ops, _]) = live("blks", "r3", true);
     eprintln!("stripped: client received {add_addr} ADD_ADDR, ops {ops:?}");
     assert_eq!(add_addr, 0, "an ADD_ADDR reached the client");
-    assert!(ops[0].hits > 0);
-    assert_eq!(ops[0].reasons.iter().sum::<u64>(), 0, "{:?}", ops[0]);
+    assert!(ops[1].hits > 0);
+    assert_eq!(ops[1].reasons.iter().sum::<u64>(), 0, "{:?}", ops[1]);
 }
 
 #[test]
@@ -388,17 +366,13 @@ fn live_join_syns_are_refused() {
     if !root_or_skip() {
         return;
     }
-    let refuse = || {
-        let mut ac = ActionChain::new();
-        ac.add(Action::BlkSubflow { refuse_joins: true });
-        ac
-    };
-    // Client->server packets of path 2 enter the router on r2, the join's SYN among them.
-    let (_, joins, _) = live("blkjc", "r2", None);
+    // Client->server packets of path 2 enter the router on r2, the join's SYN among them:
+    // policy no_joins_from_path2.
+    let (_, joins, _) = live("blkjc", "r2", false);
     eprintln!("control: server received {joins} MP_JOIN SYN");
     assert!(joins > 0, "control: no join reached the server");
-    let (_, joins, ops) = live("blkjr", "r2", Some(refuse()));
+    let (_, joins, [_, ops]) = live("blkjr", "r2", true);
     eprintln!("refused: server received {joins} MP_JOIN SYN, ops {ops:?}");
     assert_eq!(joins, 0, "a join's SYN reached the server");
-    assert!(ops[0].hits > 0);
+    assert!(ops[1].hits > 0);
 }

@@ -4,9 +4,7 @@
 
 mod common;
 
-use emptcp::policy::{
-    Action, ActionChain, Combine, Policy, PolicySet, Selector, SelectorChain, SelectorKind,
-};
+use emptcp::policy::Action;
 use emptcp::{Dataplane, Hook};
 use emptcp_testbed::root_or_skip;
 use emptcp_wire::mptcp::{DataSeq, Dss, DssMapping, MpCapable, MpCapableKeys, MpPrio, MptcpOption};
@@ -129,29 +127,15 @@ fn adds_mp_prio_where_it_fits_and_leaves_the_rest_alone() {
 }
 
 /// Client->server payload bytes acknowledged on the path-2 subflow and in all, and the client's
-/// `MPTcpExtMPPrioRx`, with or without set_backup on server->client packets of path 2 (they
-/// enter the router on r4).
+/// `MPTcpExtMPPrioRx`, with or without examples/policies/set_backup.toml (set_backup on
+/// server->client packets of path 2, which enter the router on r4).
 fn live(label: &str, set_backup: bool) -> (u64, u64, u64) {
     use emptcp_testbed::presets;
     use emptcp_testbed::traffic::{self, SenderReport, TransferOpts};
 
     let tb = presets::two_path(label, common::paced()).unwrap();
     let mut dp = Dataplane::load().unwrap();
-    let policy = set_backup.then(|| {
-        let mut sc = SelectorChain::new();
-        sc.add(SelectorKind::Dst, Combine::And);
-        let mut ac = ActionChain::new();
-        ac.add(Action::Count)
-            .add(Action::SetBackup { backup: true });
-        let mut p = Policy::new("path2_backup", ac);
-        p.select(0, Selector::Dst("10.77.2.0/24".parse().unwrap()));
-        PolicySet {
-            selectors: sc,
-            policies: vec![p],
-        }
-        .compile(Hook::TcIngress)
-        .unwrap()
-    });
+    let policy = set_backup.then(|| common::example_policy(&tb, "set_backup.toml"));
     common::attach_router(&mut dp, &tb, Hook::TcIngress, &["r4"], policy.as_ref());
     let before = tb.client.nstat().unwrap();
     let t = traffic::transfer(

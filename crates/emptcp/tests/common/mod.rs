@@ -43,9 +43,28 @@ pub fn attach_router(
 
 /// Operator counters of chain 0 of every attachment's generation.
 pub fn chain0_ops(dp: &Dataplane) -> Vec<OpStats> {
+    chain_ops(dp, 0)
+}
+
+/// Operator counters of action chain `chain` of every attachment's generation.
+pub fn chain_ops(dp: &Dataplane, chain: u32) -> Vec<OpStats> {
     dp.attachments()
         .iter()
         .filter_map(|a| a.generation())
-        .flat_map(|g| g.op_stats(0).unwrap())
+        .flat_map(|g| g.op_stats(chain).unwrap())
         .collect()
+}
+
+/// `examples/policies/<name>`, compiled for its own hook, interface names resolved in the
+/// router's namespace (as `emptcp apply` would resolve them where it attaches).
+pub fn example_policy(tb: &TwoPath, name: &str) -> CompiledPolicy {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/policies")
+        .join(name);
+    let _in_router = NetnsGuard::enter(&tb.router.netns_path()).expect("enter router netns");
+    emptcp::policy_file::load(&path, &|iface| {
+        tb.router_ifindex(iface).map_err(|e| e.to_string())
+    })
+    .and_then(|f| f.compile(None))
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
