@@ -3,6 +3,9 @@
 //! stays; the output equals byte for byte the packet built without them (or with NOPs where TC
 //! cannot resize), checksums verified by emptcp-wire. With refuse_joins, MP_JOIN SYNs are
 //! dropped; the control: the same SYN passes without it, and a join's SYN/ACK always passes.
+//! Live, on real kernel MPTCP with control runs: examples/policies/blk_subflow.toml (no
+//! ADD_ADDR reaches the client, no join the server) and examples/policies/drop.toml (joins
+//! refused at XDP).
 
 mod common;
 
@@ -305,9 +308,9 @@ fn refuse_joins_drops_join_syns_only() {
 
 /// What the client learned and the server accepted during one transfer on the two-path testbed
 /// whose server announces 10.77.4.1 (a signal endpoint): the client's `MPTcpExtAddAddr` and the
-/// server's `MPTcpExtMPJoinSynRx`, and the operator counters of both chains of
-/// examples/policies/blk_subflow.toml (when `policy`) at the router's TC ingress of `iface`.
-fn live(label: &str, iface: &str, policy: bool) -> (u64, u64, [Vec<emptcp::OpStats>; 2]) {
+/// server's `MPTcpExtMPJoinSynRx`, and the operator counters of the first two chains of the
+/// example policy file `example` (when given) at the router's `iface` (its own hook).
+fn live(label: &str, iface: &str, example: Option<&str>) -> (u64, u64, [Vec<emptcp::OpStats>; 2]) {
     use emptcp_testbed::presets;
     use emptcp_testbed::traffic::{self, TransferOpts};
 
@@ -324,8 +327,9 @@ fn live(label: &str, iface: &str, policy: bool) -> (u64, u64, [Vec<emptcp::OpSta
         ])
         .unwrap();
     let mut dp = Dataplane::load().unwrap();
-    let policy = policy.then(|| common::example_policy(&tb, "blk_subflow.toml"));
-    common::attach_router(&mut dp, &tb, Hook::TcIngress, &[iface], policy.as_ref());
+    let policy = example.map(|name| common::example_policy(&tb, name));
+    let hook = policy.as_ref().map_or(Hook::TcIngress, |p| p.hook());
+    common::attach_router(&mut dp, &tb, hook, &[iface], policy.as_ref());
     let (client0, server0) = (tb.client.nstat().unwrap(), tb.server.nstat().unwrap());
     let t = traffic::transfer(
         &tb.client,
@@ -349,12 +353,12 @@ fn live_add_addr_never_reaches_the_client() {
         return;
     }
     // Control: the client learns the server's second address.
-    let (add_addr, _, _) = live("blkc", "r3", false);
+    let (add_addr, _, _) = live("blkc", "r3", None);
     eprintln!("control: client received {add_addr} ADD_ADDR");
     assert!(add_addr > 0, "control: no ADD_ADDR reached the client");
 
     // Server->client packets enter the router on r3 (path 1): policy no_add_addr.
-    let (add_addr, _, [ops, _]) = live("blks", "r3", true);
+    let (add_addr, _, [ops, _]) = live("blks", "r3", Some("blk_subflow.toml"));
     eprintln!("stripped: client received {add_addr} ADD_ADDR, ops {ops:?}");
     assert_eq!(add_addr, 0, "an ADD_ADDR reached the client");
     assert!(ops[1].hits > 0);
@@ -368,11 +372,26 @@ fn live_join_syns_are_refused() {
     }
     // Client->server packets of path 2 enter the router on r2, the join's SYN among them:
     // policy no_joins_from_path2.
-    let (_, joins, _) = live("blkjc", "r2", false);
+    let (_, joins, _) = live("blkjc", "r2", None);
     eprintln!("control: server received {joins} MP_JOIN SYN");
     assert!(joins > 0, "control: no join reached the server");
-    let (_, joins, [_, ops]) = live("blkjr", "r2", true);
+    let (_, joins, [_, ops]) = live("blkjr", "r2", Some("blk_subflow.toml"));
     eprintln!("refused: server received {joins} MP_JOIN SYN, ops {ops:?}");
     assert_eq!(joins, 0, "a join's SYN reached the server");
     assert!(ops[1].hits > 0);
+}
+
+/// examples/policies/drop.toml: the same refusal at XDP, by dropping MP_JOIN SYNs.
+#[test]
+fn live_drop_example_refuses_joins_at_xdp() {
+    if !root_or_skip() {
+        return;
+    }
+    let (_, joins, _) = live("dropc", "r2", None);
+    assert!(joins > 0, "control: no join reached the server");
+    let (_, joins, [ops, _]) = live("dropj", "r2", Some("drop.toml"));
+    eprintln!("drop.toml at xdp: server received {joins} MP_JOIN SYN, ops {ops:?}");
+    assert_eq!(joins, 0, "a join's SYN reached the server");
+    // count, drop: every join SYN (and its retransmissions) counted once by each.
+    assert!(ops[0].hits > 0 && ops[1].hits == ops[0].hits, "{ops:?}");
 }
