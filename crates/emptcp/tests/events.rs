@@ -168,11 +168,12 @@ fn live_events_carry_the_kernels_tokens() {
     }
     let tb = presets::two_path("events", common::paced()).unwrap();
     let mut dp = Dataplane::load().unwrap();
-    let compiled = events_policy(Hook::TcIngress);
+    // examples/policies/events.toml: at XDP, on handshake packets only.
+    let compiled = common::example_policy(&tb, "events.toml");
     common::attach_router(
         &mut dp,
         &tb,
-        Hook::TcIngress,
+        compiled.hook(),
         &["r1", "r2"],
         Some(&compiled),
     );

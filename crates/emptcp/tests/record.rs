@@ -152,8 +152,8 @@ fn crafted_exchange_gives_bytes_rtt_samples_and_data_progress() {
     assert_eq!(client.data_acked, 0);
 }
 
-/// Live: record on both directions of path 1 at the router (client-side and
-/// server-side ingress) measures the subflow's bytes as the kernel counted
+/// Live: examples/policies/record.toml on both directions of path 1 at the
+/// router (client-side and server-side ingress) measures the subflow's bytes as the kernel counted
 /// them, RTT samples, and the data the server acknowledged.
 #[test]
 fn live_record_matches_the_kernels_counts() {
@@ -165,7 +165,7 @@ fn live_record_matches_the_kernels_counts() {
     }
     let tb = presets::two_path("rec", common::paced()).unwrap();
     let mut dp = Dataplane::load().unwrap();
-    let compiled = record_everything(Hook::TcIngress);
+    let compiled = common::example_policy(&tb, "record.toml");
     common::attach_router(
         &mut dp,
         &tb,
