@@ -56,8 +56,6 @@ struct emptcp_dss_ack64 {
 	__be32 ack_lo;
 } __attribute__((packed));
 
-
-
 /* Removes the ADD_ADDRs of the area (the first becomes `dss` when given):
  * how many, or a negative skip. */
 static __emptcp_inline int __emptcp_strip_add_addr(struct emptcp_tcpopt_area *area, __u32 flags,
@@ -104,7 +102,7 @@ static __emptcp_inline int __emptcp_blk_dss(const struct emptcp_pkt *pkt,
 	dss->kind = EMPTCP_TCPOPT_MPTCP;
 	dss->len = sizeof(*dss);
 	dss->subtype = EMPTCP_MPTCP_DSS << 4;
-	dss->flags = 0x03;
+	dss->flags = EMPTCP_MPTCP_DSS_FLAG_A | EMPTCP_MPTCP_DSS_FLAG_a;
 	dss->ack_hi = bpf_htonl(idsn >> 32);
 	dss->ack_lo = bpf_htonl((__u32)idsn);
 	return 1;
@@ -112,7 +110,7 @@ static __emptcp_inline int __emptcp_blk_dss(const struct emptcp_pkt *pkt,
 
 /* 0 when stripped, else an enum emptcp_op_reason + 1. */
 static __emptcp_inline int emptcp_blk_subflow_edit(const struct emptcp_ctx *c,
-					     struct emptcp_edit_scratch *s)
+						   struct emptcp_edit_scratch *s)
 {
 	struct emptcp_dss_ack64 *built = (struct emptcp_dss_ack64 *)s->opt;
 	const struct emptcp_dss_ack64 *dss = __emptcp_blk_dss(&s->pkt, built) ? built : NULL;

@@ -51,9 +51,9 @@ static __attribute__((noinline)) int emptcp_act_rate_limit(void *ctx, __u32 hook
 	__be16 old_be, new_be;
 	__u64 bytes, clamped;
 
-	if (!(pkt->tcp_flags & 0x10))
+	if (!(pkt->tcp_flags & EMPTCP_TCP_ACK))
 		return EMPTCP_REASON_NO_ACK + 1;
-	if (!(pkt->tcp_flags & 0x02)) {
+	if (!(pkt->tcp_flags & EMPTCP_TCP_SYN)) {
 		struct emptcp_subflow_ct *ct;
 		struct emptcp_ct_key key;
 		int sender_lo = emptcp_ct_key_of(pkt, &key);

@@ -30,7 +30,7 @@
 /* Whether set_backup acts on the packet at all. */
 static __emptcp_inline int emptcp_set_backup_wanted(const struct emptcp_pkt *pkt)
 {
-	return !(pkt->tcp_flags & 0x02) && pkt->mptcp_subtypes &&
+	return !(pkt->tcp_flags & EMPTCP_TCP_SYN) && pkt->mptcp_subtypes &&
 	       !(pkt->mptcp_subtypes & (1u << EMPTCP_MPTCP_MP_PRIO));
 }
 

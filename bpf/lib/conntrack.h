@@ -133,7 +133,7 @@ static __emptcp_inline void __emptcp_ct_capable(enum emptcp_hook hook, void *dat
 
 	if (emptcp_mptcp_read_capable(data, data_end, pkt->off_handshake, &cap) || cap.len < 12)
 		return;
-	if (pkt->tcp_flags & 0x02) {
+	if (pkt->tcp_flags & EMPTCP_TCP_SYN) {
 		/* SYN/ACK: the sender is the listener. */
 		key_listener = cap.sender_key;
 	} else if (cap.len >= 20) {
@@ -201,7 +201,7 @@ __emptcp_ct_open(enum emptcp_hook hook, void *data, void *data_end, const struct
 	int sender_lo = pkt->sport == key->port_lo && s[0] == lo[0] && s[1] == lo[1] &&
 			s[2] == lo[2] && s[3] == lo[3];
 	struct emptcp_subflow_ct *sf;
-	int synack = pkt->tcp_flags & 0x10;
+	int synack = pkt->tcp_flags & EMPTCP_TCP_ACK;
 	int initiator_lo = synack ? !sender_lo : sender_lo;
 
 	if (bpf_map_update_elem(&emptcp_ct_sf, key, &emptcp_ct_zero_subflow, BPF_NOEXIST))
@@ -276,7 +276,7 @@ __emptcp_ct_learn(enum emptcp_hook hook, void *data, void *data_end, const struc
 	sf = bpf_map_lookup_elem(&emptcp_ct_sf, key);
 	if (!sf) {
 		/* Only an MPTCP SYN or SYN/ACK opens an entry. */
-		if (!(flags & 0x02) || !(pkt->mptcp_subtypes & handshake))
+		if (!(flags & EMPTCP_TCP_SYN) || !(pkt->mptcp_subtypes & handshake))
 			return NULL;
 		sf = __emptcp_ct_open(hook, data, data_end, pkt, key);
 		if (!sf) {
@@ -285,7 +285,7 @@ __emptcp_ct_learn(enum emptcp_hook hook, void *data, void *data_end, const struc
 		}
 	}
 	sf->last_seen_ns = bpf_ktime_get_ns();
-	if (flags & 0x02) {
+	if (flags & EMPTCP_TCP_SYN) {
 		/* A SYN's window scale (RFC 7323), or none: shift 0. */
 		__u8 ws = pkt->wscale ? pkt->wscale : 1;
 
@@ -294,7 +294,7 @@ __emptcp_ct_learn(enum emptcp_hook hook, void *data, void *data_end, const struc
 		else
 			sf->wscale_hi = ws;
 	}
-	if ((flags & 0x12) == 0x12) {
+	if ((flags & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) == (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) {
 		/* SYN/ACK: the responder's ISN. */
 		if (sender_lo)
 			sf->isn_lo = pkt->seq;
@@ -313,9 +313,9 @@ __emptcp_ct_learn(enum emptcp_hook hook, void *data, void *data_end, const struc
 		}
 		bpf_map_delete_elem(&emptcp_ct_conn, &sf->token);
 	}
-	if (flags & 0x01)
+	if (flags & EMPTCP_TCP_FIN)
 		sf->flags |= sender_lo ? EMPTCP_CT_FIN_LO : EMPTCP_CT_FIN_HI;
-	if ((flags & 0x04) || (pkt->mptcp_subtypes & (1u << EMPTCP_MPTCP_MP_TCPRST)) ||
+	if ((flags & EMPTCP_TCP_RST) || (pkt->mptcp_subtypes & (1u << EMPTCP_MPTCP_MP_TCPRST)) ||
 	    (pkt->mptcp_subtypes & (1u << EMPTCP_MPTCP_MP_FASTCLOSE)) ||
 	    (sf->flags & (EMPTCP_CT_FIN_LO | EMPTCP_CT_FIN_HI)) ==
 		    (EMPTCP_CT_FIN_LO | EMPTCP_CT_FIN_HI)) {
@@ -366,7 +366,7 @@ static __emptcp_inline int emptcp_ct_interesting(const struct emptcp_pkt *pkt)
 			       (1u << EMPTCP_MPTCP_MP_FASTCLOSE) | (1u << EMPTCP_MPTCP_MP_TCPRST);
 
 	/* SYN, FIN, RST, or a handshake / teardown option. */
-	return (pkt->tcp_flags & 0x07) || (pkt->mptcp_subtypes & subtypes);
+	return (pkt->tcp_flags & (EMPTCP_TCP_FIN | EMPTCP_TCP_SYN | EMPTCP_TCP_RST)) || (pkt->mptcp_subtypes & subtypes);
 }
 
 #endif /* __EMPTCP_LIB_CONNTRACK_H */

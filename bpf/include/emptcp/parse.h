@@ -53,6 +53,13 @@
 /* The TCP option area is at most 40 bytes (data offset 15 words). */
 #define EMPTCP_TCPOPT_MAX_LEN 40
 
+/* Bits of struct emptcp_pkt's tcp_flags (RFC 9293 section 3.1). */
+#define EMPTCP_TCP_FIN 0x01
+#define EMPTCP_TCP_SYN 0x02
+#define EMPTCP_TCP_RST 0x04
+#define EMPTCP_TCP_ACK 0x10
+#define EMPTCP_TCP_URG 0x20
+
 enum emptcp_parse_result {
 	EMPTCP_PARSE_TCP = 0,
 	EMPTCP_PARSE_NOT_TCP,

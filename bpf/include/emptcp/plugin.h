@@ -27,7 +27,7 @@
  *
  *   EMPTCP_PLUGIN_TC(match_urg)
  *   {
- *           return pkt->tcp_flags & 0x20 ? EMPTCP_PLUGIN_CONTINUE
+ *           return pkt->tcp_flags & EMPTCP_TCP_URG ? EMPTCP_PLUGIN_CONTINUE
  *                                         : EMPTCP_PLUGIN_STOP;
  *   }
  */
