@@ -3,9 +3,6 @@
 
 mod common;
 
-use emptcp::policy::{
-    Action, ActionChain, Combine, Policy, PolicySet, Selector, SelectorChain, SelectorKind,
-};
 use emptcp::{Dataplane, Hook};
 use emptcp_testbed::presets;
 use emptcp_testbed::root_or_skip;
@@ -19,22 +16,8 @@ const BYTES: u64 = 16 << 20;
 fn run(redirect: bool) -> (u64, u64, u64, Vec<emptcp::OpStats>) {
     let tb = presets::two_path("redir", common::paced()).unwrap();
     let mut dp = Dataplane::load().unwrap();
-    let policy = redirect.then(|| {
-        let mut sc = SelectorChain::new();
-        sc.add(SelectorKind::Src, Combine::And);
-        let mut ac = ActionChain::new();
-        ac.add(Action::Count).add(Action::Redirect {
-            ifindex: tb.router_ifindex("r3").unwrap(),
-        });
-        let mut p = Policy::new("path2_via_r3", ac);
-        p.select(0, Selector::Src("10.77.2.0/24".parse().unwrap()));
-        PolicySet {
-            selectors: sc,
-            policies: vec![p],
-        }
-        .compile(Hook::TcIngress)
-        .unwrap()
-    });
+    // examples/policies/redirect.toml: count, then redirect out of r3, for 10.77.2.0/24.
+    let policy = redirect.then(|| common::example_policy(&tb, "redirect.toml"));
     common::attach_router(&mut dp, &tb, Hook::TcIngress, &["r2"], policy.as_ref());
     let (r3, r4) = (
         tb.router.iface_counters("r3").unwrap(),
