@@ -11,7 +11,7 @@ use emptcp::policy_file;
 use emptcp::{Dataplane, Hook};
 use emptcp_testbed::presets;
 use emptcp_testbed::root_or_skip;
-use emptcp_testbed::traffic::{self, SenderReport, TransferOpts};
+use emptcp_testbed::traffic::{self, TransferOpts};
 
 const BYTES: u64 = 16 << 20;
 
@@ -58,13 +58,7 @@ fn multi_tenant_example_moves_the_path2_subflow_to_r3() {
         tb.router.iface_counters("r4").unwrap(),
     );
     let (r3, r4) = (r3b.tx_bytes - r3.tx_bytes, r4b.tx_bytes - r4.tx_bytes);
-    let path2: u64 = t
-        .sender
-        .subflows
-        .iter()
-        .filter(|s| s.local.map(|a| a.ip()) == Some("10.77.2.1".parse().unwrap()))
-        .map(SenderReport::acked_payload)
-        .sum();
+    let path2: u64 = t.sender.acked_payload_from("10.77.2.1".parse().unwrap());
     let hits_of = |i: usize| -> std::collections::BTreeMap<String, u64> {
         let g = dp.attachments()[i].generation().unwrap();
         g.policy_hits().unwrap().into_iter().collect()

@@ -6,7 +6,7 @@ mod common;
 use emptcp::{Dataplane, Hook};
 use emptcp_testbed::presets;
 use emptcp_testbed::root_or_skip;
-use emptcp_testbed::traffic::{self, SenderReport, TransferOpts};
+use emptcp_testbed::traffic::{self, TransferOpts};
 
 const BYTES: u64 = 16 << 20;
 
@@ -34,13 +34,7 @@ fn run(redirect: bool) -> (u64, u64, u64, Vec<emptcp::OpStats>) {
         tb.router.iface_counters("r3").unwrap(),
         tb.router.iface_counters("r4").unwrap(),
     );
-    let path2: u64 = t
-        .sender
-        .subflows
-        .iter()
-        .filter(|s| s.local.map(|a| a.ip()) == Some("10.77.2.1".parse().unwrap()))
-        .map(SenderReport::acked_payload)
-        .sum();
+    let path2: u64 = t.sender.acked_payload_from("10.77.2.1".parse().unwrap());
     let ops = common::chain0_ops(&dp);
     (
         r3b.tx_bytes - r3.tx_bytes,

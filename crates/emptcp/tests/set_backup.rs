@@ -151,13 +151,7 @@ fn live(label: &str, set_backup: bool) -> (u64, u64, u64) {
         .unwrap()
         .delta(&before)
         .get("MPTcpExtMPPrioRx");
-    let path2: u64 = t
-        .sender
-        .subflows
-        .iter()
-        .filter(|s| s.local.map(|a| a.ip()) == Some("10.77.2.1".parse().unwrap()))
-        .map(SenderReport::acked_payload)
-        .sum();
+    let path2: u64 = t.sender.acked_payload_from("10.77.2.1".parse().unwrap());
     let total = t
         .sender
         .subflows

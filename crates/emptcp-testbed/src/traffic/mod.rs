@@ -618,6 +618,15 @@ impl SenderReport {
         sf.bytes_acked.saturating_sub(1)
     }
 
+    /// Payload bytes acked on the subflows whose local address is `local`.
+    pub fn acked_payload_from(&self, local: std::net::IpAddr) -> u64 {
+        self.subflows
+            .iter()
+            .filter(|sf| sf.local.map(|a| a.ip()) == Some(local))
+            .map(Self::acked_payload)
+            .sum()
+    }
+
     /// One line per subflow: `local -> remote: acked N, sent M, retrans R`.
     pub fn subflow_summary(&self) -> String {
         self.subflows
