@@ -81,8 +81,8 @@ static __emptcp_inline int __emptcp_strip_add_addr(struct emptcp_tcpopt_area *ar
 }
 
 /* The DSS that stands in for a lone ADD_ADDR; 0 when none is needed (the
- * packet has a DSS) or known (conntrack missed the handshake: then the
- * ADD_ADDR is only removed). */
+ * packet has a DSS) or known (conntrack missed the handshake or the
+ * receiver's key: then the ADD_ADDR is only removed). */
 static __emptcp_inline int __emptcp_blk_dss(const struct emptcp_pkt *pkt,
 					    struct emptcp_dss_ack64 *dss)
 {
@@ -97,8 +97,13 @@ static __emptcp_inline int __emptcp_blk_dss(const struct emptcp_pkt *pkt,
 	ct = bpf_map_lookup_elem(&emptcp_ct_sf, &key);
 	if (!ct || !(ct->flags & EMPTCP_CT_KNOWN))
 		return 0;
-	/* The receiver's data stream. */
-	idsn = (sender_lo ? ct->idsn_hi : ct->idsn_lo) + 1;
+	/* The receiver's data stream. Its key, hence IDSN, is learned from
+	 * packets the receiver sent (its third ACK, for a client): zero until
+	 * then, and a guessed data ACK is not an old one. */
+	idsn = sender_lo ? ct->idsn_hi : ct->idsn_lo;
+	if (!idsn)
+		return 0;
+	idsn += 1;
 	dss->kind = EMPTCP_TCPOPT_MPTCP;
 	dss->len = sizeof(*dss);
 	dss->subtype = EMPTCP_MPTCP_DSS << 4;

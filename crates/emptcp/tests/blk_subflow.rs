@@ -103,7 +103,7 @@ fn strips_every_add_addr_and_nothing_else() {
     }
 }
 
-/// After a handshake conntrack saw, a lone ADD_ADDR (Linux's pure ACK) becomes a DSS with the
+/// After a handshake conntrack saw (both keys), a lone ADD_ADDR (Linux's pure ACK) becomes a DSS with the
 /// receiver's first data ACK (IDSN + 1): stripped to nothing, it would make a client that is not
 /// yet fully established fall back to TCP. An ADD_ADDR too short to hold the DSS is removed.
 #[test]
@@ -124,8 +124,9 @@ fn a_lone_add_addr_becomes_an_old_data_ack() {
         }))
     };
     let mut dp = Dataplane::load().unwrap();
-    // Conntrack is shared by the hooks: one connection (client port) each.
-    for (hook, port) in [(Hook::Xdp, 40000), (Hook::TcIngress, 40001)] {
+    // Conntrack is shared by the hooks: one connection (client port, keys) each.
+    for (hook, port) in [(Hook::Xdp, 40000u16), (Hook::TcIngress, 40001)] {
+        let (key_client, key_server) = (KEY_CLIENT ^ u64::from(port), KEY_SERVER ^ u64::from(port));
         let pkt = |from_client: bool, flags: TcpFlags, options: Vec<TcpOption>| {
             let (c, s) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 9, 0, 1));
             let b = if from_client {
@@ -173,21 +174,34 @@ fn a_lone_add_addr_becomes_an_old_data_ack() {
             pkt(
                 false,
                 TcpFlags::SYN | TcpFlags::ACK,
-                vec![capable(MpCapableKeys::Sender(KEY_SERVER))],
-            ),
-            pkt(
-                true,
-                TcpFlags::ACK,
-                vec![capable(MpCapableKeys::Both {
-                    sender: KEY_CLIENT,
-                    receiver: KEY_SERVER,
-                })],
+                vec![capable(MpCapableKeys::Sender(key_server))],
             ),
         ] {
             g.test_run(&p).unwrap();
         }
+        // The server's key is known, the client's (the receiver's) not yet: only removed, no
+        // guessed data ACK.
+        let half = g.test_run(&lone(add_addr(1, Some(0xabcd)))).unwrap();
+        check_same(
+            &format!("{hook}: client key unknown"),
+            &half.packet,
+            &pkt(
+                false,
+                TcpFlags::ACK,
+                vec![TcpOption::Nop, TcpOption::Nop, ts.clone()],
+            ),
+        );
+        g.test_run(&pkt(
+            true,
+            TcpFlags::ACK,
+            vec![capable(MpCapableKeys::Both {
+                sender: key_client,
+                receiver: key_server,
+            })],
+        ))
+        .unwrap();
         let dss = TcpOption::Mptcp(MptcpOption::Dss(Dss {
-            data_ack: Some(DataSeq::Long(idsn_from_key(KEY_CLIENT).wrapping_add(1))),
+            data_ack: Some(DataSeq::Long(idsn_from_key(key_client).wrapping_add(1))),
             mapping: None,
             data_fin: false,
             unused_bits: 0,
@@ -309,8 +323,12 @@ fn refuse_joins_drops_join_syns_only() {
 /// What the client learned and the server accepted during one transfer on the two-path testbed
 /// whose server announces 10.77.4.1 (a signal endpoint): the client's `MPTcpExtAddAddr` and the
 /// server's `MPTcpExtMPJoinSynRx`, and the operator counters of the first two chains of the
-/// example policy file `example` (when given) at the router's `iface` (its own hook).
-fn live(label: &str, iface: &str, example: Option<&str>) -> (u64, u64, [Vec<emptcp::OpStats>; 2]) {
+/// example policy file `example` (when given) at the router's `ifaces` (its own hook).
+fn live(
+    label: &str,
+    ifaces: &[&str],
+    example: Option<&str>,
+) -> (u64, u64, [Vec<emptcp::OpStats>; 2]) {
     use emptcp_testbed::presets;
     use emptcp_testbed::traffic::{self, TransferOpts};
 
@@ -329,7 +347,7 @@ fn live(label: &str, iface: &str, example: Option<&str>) -> (u64, u64, [Vec<empt
     let mut dp = Dataplane::load().unwrap();
     let policy = example.map(|name| common::example_policy(&tb, name));
     let hook = policy.as_ref().map_or(Hook::TcIngress, |p| p.hook());
-    common::attach_router(&mut dp, &tb, hook, &[iface], policy.as_ref());
+    common::attach_router(&mut dp, &tb, hook, ifaces, policy.as_ref());
     let (client0, server0) = (tb.client.nstat().unwrap(), tb.server.nstat().unwrap());
     let t = traffic::transfer(
         &tb.client,
@@ -353,16 +371,21 @@ fn live_add_addr_never_reaches_the_client() {
         return;
     }
     // Control: the client learns the server's second address.
-    let (add_addr, _, _) = live("blkc", "r3", None);
+    let (add_addr, _, _) = live("blkc", &["r1", "r3"], None);
     eprintln!("control: client received {add_addr} ADD_ADDR");
     assert!(add_addr > 0, "control: no ADD_ADDR reached the client");
 
-    // Server->client packets enter the router on r3 (path 1): policy no_add_addr.
-    let (add_addr, _, [ops, _]) = live("blks", "r3", Some("blk_subflow.toml"));
+    // Server->client packets enter the router on r3 (path 1): policy no_add_addr. On r1 too:
+    // the DSS that replaces a lone ADD_ADDR needs the client's key, which conntrack learns
+    // from the client's third ACK (without it the ADD_ADDR is only removed, and the client
+    // falls back to TCP: seen here).
+    let (add_addr, _, [ops, _]) = live("blks", &["r1", "r3"], Some("blk_subflow.toml"));
     eprintln!("stripped: client received {add_addr} ADD_ADDR, ops {ops:?}");
     assert_eq!(add_addr, 0, "an ADD_ADDR reached the client");
-    assert!(ops[1].hits > 0);
-    assert_eq!(ops[1].reasons.iter().sum::<u64>(), 0, "{:?}", ops[1]);
+    // count, blk_subflow on r1 (no server packets there) then on r3.
+    let r3_blk = ops[3];
+    assert!(r3_blk.hits > 0, "{ops:?}");
+    assert_eq!(r3_blk.reasons.iter().sum::<u64>(), 0, "{r3_blk:?}");
 }
 
 #[test]
@@ -372,10 +395,10 @@ fn live_join_syns_are_refused() {
     }
     // Client->server packets of path 2 enter the router on r2, the join's SYN among them:
     // policy no_joins_from_path2.
-    let (_, joins, _) = live("blkjc", "r2", None);
+    let (_, joins, _) = live("blkjc", &["r2"], None);
     eprintln!("control: server received {joins} MP_JOIN SYN");
     assert!(joins > 0, "control: no join reached the server");
-    let (_, joins, [_, ops]) = live("blkjr", "r2", Some("blk_subflow.toml"));
+    let (_, joins, [_, ops]) = live("blkjr", &["r2"], Some("blk_subflow.toml"));
     eprintln!("refused: server received {joins} MP_JOIN SYN, ops {ops:?}");
     assert_eq!(joins, 0, "a join's SYN reached the server");
     assert!(ops[1].hits > 0);
@@ -387,9 +410,9 @@ fn live_drop_example_refuses_joins_at_xdp() {
     if !root_or_skip() {
         return;
     }
-    let (_, joins, _) = live("dropc", "r2", None);
+    let (_, joins, _) = live("dropc", &["r2"], None);
     assert!(joins > 0, "control: no join reached the server");
-    let (_, joins, [ops, _]) = live("dropj", "r2", Some("drop.toml"));
+    let (_, joins, [ops, _]) = live("dropj", &["r2"], Some("drop.toml"));
     eprintln!("drop.toml at xdp: server received {joins} MP_JOIN SYN, ops {ops:?}");
     assert_eq!(joins, 0, "a join's SYN reached the server");
     // count, drop: every join SYN (and its retransmissions) counted once by each.
