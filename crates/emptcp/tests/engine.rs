@@ -3,6 +3,8 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+mod common;
+
 use emptcp::policy::{
     Action, ActionChain, Combine, PacketType, Policy, PolicySet, Prefix, Selector, SelectorChain,
     SelectorKind,
@@ -299,22 +301,8 @@ fn ipv6_prefixes_and_subflow_4_tuples() {
 #[test]
 fn a_new_generation_reclassifies_remembered_flows() {
     with_dataplane(|dp| {
-        let policy = |mark| {
-            let mut sc = SelectorChain::new();
-            sc.add(SelectorKind::Port, Combine::And);
-            let mut p = Policy::new("p", chain(&[Action::SetMark(mark)]));
-            p.select(
-                0,
-                Selector::Port {
-                    local: Some(80),
-                    remote: None,
-                },
-            );
-            PolicySet {
-                selectors: sc,
-                policies: vec![p],
-            }
-        };
+        let policy =
+            |mark| common::packets::on_port_80(Hook::TcIngress, chain(&[Action::SetMark(mark)]));
         let g1 = load(dp, &policy(1), Hook::TcIngress);
         let g2 = load(dp, &policy(2), Hook::TcIngress);
         assert!(g2.number() > g1.number());
@@ -442,22 +430,10 @@ fn a_plugin_in_the_middle_of_a_chain() {
             } else {
                 Action::SetMark(5)
             };
-            let mut p = Policy::new("dscp10", chain(&[Action::Count, Action::Plugin(0), last]));
-            let mut sc = SelectorChain::new();
-            sc.add(SelectorKind::Port, Combine::And);
-            p.select(
-                0,
-                Selector::Port {
-                    local: Some(80),
-                    remote: None,
-                },
-            );
-            let compiled = PolicySet {
-                selectors: sc,
-                policies: vec![p],
-            }
-            .compile(hook)
-            .unwrap();
+            let compiled =
+                common::packets::on_port_80(hook, chain(&[Action::Count, Action::Plugin(0), last]))
+                    .compile(hook)
+                    .unwrap();
             let g = dp
                 .load_generation(&compiled, &[&plugin])
                 .expect("generation with plugin");
@@ -499,22 +475,8 @@ fn concurrent_generations_never_mix_on_a_shared_flow() {
         return;
     }
     let mut dp = Dataplane::load().unwrap();
-    let policy = |mark| {
-        let mut sc = SelectorChain::new();
-        sc.add(SelectorKind::Port, Combine::And);
-        let mut p = Policy::new("p", chain(&[Action::SetMark(mark)]));
-        p.select(
-            0,
-            Selector::Port {
-                local: Some(80),
-                remote: None,
-            },
-        );
-        PolicySet {
-            selectors: sc,
-            policies: vec![p],
-        }
-    };
+    let policy =
+        |mark| common::packets::on_port_80(Hook::TcIngress, chain(&[Action::SetMark(mark)]));
     let generations = [
         load(&mut dp, &policy(1), Hook::TcIngress),
         load(&mut dp, &policy(2), Hook::TcIngress),

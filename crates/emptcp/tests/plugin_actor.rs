@@ -6,9 +6,7 @@
 mod common;
 
 use emptcp::plugin::PluginSpec;
-use emptcp::policy::{
-    Action, ActionChain, Combine, Policy, PolicySet, Selector, SelectorChain, SelectorKind,
-};
+use emptcp::policy::Action;
 use emptcp::{Dataplane, Hook};
 use emptcp_testbed::root_or_skip;
 use emptcp_wire::tcp_opt::TcpOption;
@@ -32,27 +30,7 @@ fn strip_add_addr_in_the_middle_of_a_chain() {
         for nop in [false, true] {
             let plugin =
                 PluginSpec::new("strip_add_addr", object, program).rodata(vec![u8::from(nop)]);
-            let mut actions = ActionChain::new();
-            actions
-                .add(Action::Count)
-                .add(Action::Plugin(0))
-                .add(Action::Count);
-            let mut p = Policy::new("strip", actions);
-            let mut sc = SelectorChain::new();
-            sc.add(SelectorKind::Port, Combine::And);
-            p.select(
-                0,
-                Selector::Port {
-                    local: Some(80),
-                    remote: None,
-                },
-            );
-            let compiled = PolicySet {
-                selectors: sc,
-                policies: vec![p],
-            }
-            .compile(hook)
-            .unwrap();
+            let compiled = counted_on_port_80(hook, Action::Plugin(0));
             let g = dp
                 .load_generation(&compiled, &[&plugin])
                 .expect("generation with plugin");

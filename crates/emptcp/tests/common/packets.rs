@@ -150,12 +150,10 @@ pub fn pass_verdict(xdp: bool) -> u32 {
     if xdp { XDP_PASS } else { TC_ACT_UNSPEC }
 }
 
-/// count, `action`, count on TCP port 80 of 10.9.0.1 ([`bases`]: local at ingress, remote at
-/// egress).
-pub fn counted_on_port_80(hook: Hook, action: Action) -> CompiledPolicy {
-    let mut actions = ActionChain::new();
-    actions.add(Action::Count).add(action).add(Action::Count);
-    let mut p = Policy::new("counted", actions);
+/// One policy, `actions` on TCP port 80 of 10.9.0.1 ([`bases`]: local at ingress and XDP,
+/// remote at egress).
+pub fn on_port_80(hook: Hook, actions: ActionChain) -> PolicySet {
+    let mut p = Policy::new("port80", actions);
     let mut sc = SelectorChain::new();
     sc.add(SelectorKind::Port, Combine::And);
     let port = if hook == Hook::TcEgress {
@@ -174,6 +172,11 @@ pub fn counted_on_port_80(hook: Hook, action: Action) -> CompiledPolicy {
         selectors: sc,
         policies: vec![p],
     }
-    .compile(hook)
-    .unwrap()
+}
+
+/// count, `action`, count on TCP port 80 ([`on_port_80`]), compiled for `hook`.
+pub fn counted_on_port_80(hook: Hook, action: Action) -> CompiledPolicy {
+    let mut actions = ActionChain::new();
+    actions.add(Action::Count).add(action).add(Action::Count);
+    on_port_80(hook, actions).compile(hook).unwrap()
 }
