@@ -42,10 +42,7 @@ fn multi_tenant_example_moves_the_path2_subflow_to_r3() {
             dp.apply(ifindex, g).unwrap();
         }
     }
-    let (r3, r4) = (
-        tb.router.iface_counters("r3").unwrap(),
-        tb.router.iface_counters("r4").unwrap(),
-    );
+    let before = common::server_side_tx(&tb);
     let t = traffic::transfer(
         &tb.client,
         &tb.server,
@@ -53,11 +50,8 @@ fn multi_tenant_example_moves_the_path2_subflow_to_r3() {
     )
     .expect("transfer with the tenant's path 2 redirected");
     assert!(t.sender.verified);
-    let (r3b, r4b) = (
-        tb.router.iface_counters("r3").unwrap(),
-        tb.router.iface_counters("r4").unwrap(),
-    );
-    let (r3, r4) = (r3b.tx_bytes - r3.tx_bytes, r4b.tx_bytes - r4.tx_bytes);
+    let after = common::server_side_tx(&tb);
+    let (r3, r4) = (after[0] - before[0], after[1] - before[1]);
     let path2: u64 = t.sender.acked_payload_from("10.77.2.1".parse().unwrap());
     let hits_of = |i: usize| -> std::collections::BTreeMap<String, u64> {
         let g = dp.attachments()[i].generation().unwrap();

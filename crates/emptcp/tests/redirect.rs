@@ -19,10 +19,7 @@ fn run(redirect: bool) -> (u64, u64, u64, Vec<emptcp::OpStats>) {
     // examples/policies/redirect.toml: count, then redirect out of r3, for 10.77.2.0/24.
     let policy = redirect.then(|| common::example_policy(&tb, "redirect.toml"));
     common::attach_router(&mut dp, &tb, Hook::TcIngress, &["r2"], policy.as_ref());
-    let (r3, r4) = (
-        tb.router.iface_counters("r3").unwrap(),
-        tb.router.iface_counters("r4").unwrap(),
-    );
+    let before = common::server_side_tx(&tb);
     let t = traffic::transfer(
         &tb.client,
         &tb.server,
@@ -30,18 +27,10 @@ fn run(redirect: bool) -> (u64, u64, u64, Vec<emptcp::OpStats>) {
     )
     .expect("transfer with path 2 redirected");
     assert!(t.sender.verified);
-    let (r3b, r4b) = (
-        tb.router.iface_counters("r3").unwrap(),
-        tb.router.iface_counters("r4").unwrap(),
-    );
+    let after = common::server_side_tx(&tb);
     let path2: u64 = t.sender.acked_payload_from("10.77.2.1".parse().unwrap());
     let ops = common::chain0_ops(&dp);
-    (
-        r3b.tx_bytes - r3.tx_bytes,
-        r4b.tx_bytes - r4.tx_bytes,
-        path2,
-        ops,
-    )
+    (after[0] - before[0], after[1] - before[1], path2, ops)
 }
 
 #[test]

@@ -41,6 +41,11 @@ pub fn attach_router(
     }
 }
 
+/// Bytes the router has sent out of its server-side links, r3 (path 1) and r4 (path 2).
+pub fn server_side_tx(tb: &TwoPath) -> [u64; 2] {
+    ["r3", "r4"].map(|iface| tb.router.iface_counters(iface).unwrap().tx_bytes)
+}
+
 /// Operator counters of chain 0 of every attachment's generation.
 pub fn chain0_ops(dp: &Dataplane) -> Vec<OpStats> {
     chain_ops(dp, 0)
