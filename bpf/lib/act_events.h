@@ -105,7 +105,7 @@ static __attribute__((noinline)) int __emptcp_act_event(void *data, void *data_e
 	}
 
 	/* get_subflow: an MPTCP SYN, not a SYN/ACK. */
-	if ((pkt->tcp_flags & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) != EMPTCP_TCP_SYN ||
+	if (!emptcp_pkt_is_syn(pkt) ||
 	    !(pkt->mptcp_subtypes & ((1u << EMPTCP_MPTCP_MP_CAPABLE) | (1u << EMPTCP_MPTCP_MP_JOIN))))
 		return 0;
 	ev = __emptcp_event_new(hook, ifindex, pkt, EMPTCP_EV_SUBFLOW);

@@ -418,7 +418,7 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook,
 			int skip;
 
 			/* A join's SYN refused: dropped, never stripped. */
-			if (emptcp_cfg.chains[c].ops[i].arg32 && (pkt->tcp_flags & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) == EMPTCP_TCP_SYN &&
+			if (emptcp_cfg.chains[c].ops[i].arg32 && emptcp_pkt_is_syn(pkt) &&
 			    (pkt->mptcp_subtypes & (1u << EMPTCP_MPTCP_MP_JOIN)))
 				return EMPTCP_VERDICT_DROP;
 			skip = emptcp_act_edit(ctx, hook, pkt, EMPTCP_OP_BLK_SUBFLOW, 0);

@@ -107,6 +107,12 @@ struct emptcp_pkt {
  */
 static volatile __u32 __emptcp_opaque_zero;
 
+/* A connection's or a join's opening SYN: SYN without ACK. */
+static __emptcp_inline int emptcp_pkt_is_syn(const struct emptcp_pkt *pkt)
+{
+	return (pkt->tcp_flags & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) == EMPTCP_TCP_SYN;
+}
+
 struct emptcp_vlan_hdr {
 	__be16 tci;
 	__be16 encap_proto;
