@@ -43,7 +43,6 @@
 //! a live tcx or XDP attachment), and what the verifier says about each
 //! program.
 
-use std::ffi::c_void;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -58,7 +57,7 @@ use crate::policy::{
     Action, ActionChain, Combine, PacketType, Policy, PolicySet, Prefix, Selector, SelectorChain,
     SelectorKind,
 };
-use crate::{Dataplane, Generation, Hook, LoadOptions, ProgramInfo};
+use crate::{Dataplane, Generation, Hook, LoadOptions, ProgramInfo, TestRun};
 
 const XDP_PASS: u32 = 2;
 const TC_ACT_UNSPEC: u32 = -1i32 as u32;
@@ -388,52 +387,9 @@ fn bench_packet(sport: u16) -> Vec<u8> {
 // ---------------------------------------------------------------------------
 // Running a program.
 
-struct RunOut {
-    retval: u32,
-    duration_ns: u32,
-    mark: Option<u32>,
-}
-
-/// Offset of `mark` in `struct __sk_buff`.
-const SKB_MARK_OFFSET: usize = 8;
-
-/// One BPF_PROG_TEST_RUN of `repeat` runs of `packet` (TC programs get a
-/// zeroed `__sk_buff` and report the mark they left).
-fn test_run(fd: BorrowedFd<'_>, packet: &[u8], tc: bool, repeat: u32) -> Result<RunOut> {
-    let skb_size = std::mem::size_of::<crate::skel::types::__sk_buff>();
-    let ctx_in = vec![0u8; skb_size];
-    let mut ctx_out = vec![0u8; skb_size];
-    let mut opts = libbpf_sys::bpf_test_run_opts {
-        sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _,
-        data_in: packet.as_ptr().cast::<c_void>(),
-        data_size_in: packet.len() as u32,
-        repeat: repeat as i32,
-        ..Default::default()
-    };
-    if tc {
-        opts.ctx_in = ctx_in.as_ptr().cast::<c_void>();
-        opts.ctx_size_in = skb_size as u32;
-        opts.ctx_out = ctx_out.as_mut_ptr().cast::<c_void>();
-        opts.ctx_size_out = skb_size as u32;
-    }
-    // SAFETY: every pointer in opts refers to a live buffer of the size
-    // given beside it, for the duration of the call.
-    let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(fd.as_raw_fd(), &mut opts) };
-    if rc != 0 {
-        return Err(std::io::Error::from_raw_os_error(-rc)).context("BPF_PROG_TEST_RUN");
-    }
-    let mark = tc.then(|| {
-        u32::from_ne_bytes(
-            ctx_out[SKB_MARK_OFFSET..SKB_MARK_OFFSET + 4]
-                .try_into()
-                .expect("4 bytes"),
-        )
-    });
-    Ok(RunOut {
-        retval: opts.retval,
-        duration_ns: opts.duration,
-        mark,
-    })
+/// One BPF_PROG_TEST_RUN of `repeat` runs of `packet`.
+fn test_run(fd: BorrowedFd<'_>, packet: &[u8], tc: bool, repeat: u32) -> Result<TestRun> {
+    crate::dataplane::test_run_repeat(fd, tc, packet, repeat).context("BPF_PROG_TEST_RUN")
 }
 
 fn prog_fd_by_id(id: u32) -> Result<OwnedFd> {
@@ -854,9 +810,9 @@ fn check_tail(
     let d = |i: usize| c1[i] - c0[i];
     let what = format!("tail-call[{}] {hook}", e.label);
     ensure!(
-        out.retval == pass_verdict(hook),
+        out.verdict == pass_verdict(hook),
         "{what}: verdict {}",
-        out.retval
+        out.verdict
     );
     ensure!(d(BL_TAIL_FAIL) == 0, "{what}: a tail call fell through");
     match expect {
@@ -1164,9 +1120,9 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
         let probe = bench_packet(chain_sport(hook, 8));
         let out = test_run(empty_fd.as_fd(), &probe, tc, 1)?;
         ensure!(
-            out.retval == pass_verdict(hook),
+            out.verdict == pass_verdict(hook),
             "empty {hook}: verdict {}",
-            out.retval
+            out.verdict
         );
         checks += 1;
         let empty_row = rows.len();
@@ -1263,7 +1219,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
                 let out = test_run(fd.as_fd(), &packet, false, 1)?;
                 let after = tail.percpu_sum("bl_probe_out", 0)?;
                 ensure!(
-                    out.retval == XDP_PASS && after == before + 1,
+                    out.verdict == XDP_PASS && after == before + 1,
                     "probe {prog} did not do its work"
                 );
                 checks += 1;
@@ -1483,7 +1439,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
         for k in 0..n {
             let s = &mut subjects[(k + offset) % n];
             let out = test_run(s.fd.as_fd(), &s.packet, s.tc, opts.repeat)?;
-            s.samples.push(out.duration_ns);
+            s.samples.push(out.duration.as_nanos() as u32);
         }
     }
 

@@ -1,15 +1,20 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd};
-use std::ptr::NonNull;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use libbpf_rs::{AsRawLibbpf, Link, MapCore, MapFlags, Object, ObjectBuilder};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder, ProgramHandle};
 use serde::Serialize;
 
 use crate::abi::{
     self, emptcp_config, emptcp_conn_ct, emptcp_ct_flags, emptcp_ct_key, emptcp_flow_key,
     emptcp_flow_stats, emptcp_op_stats, emptcp_record, emptcp_shape_stats, emptcp_subflow_ct,
+};
+use crate::attach::{AttachMode, ClsactFilter, HookLink};
+use crate::pins::{
+    AttachmentRecord, GenerationRecord, PinDir, PolicySource, RECORD_VERSION, read_record,
+    remove_tree, write_record,
 };
 use crate::plugin::{PluginMaps, PluginSpec};
 use crate::policy::CompiledPolicy;
@@ -60,31 +65,46 @@ const SHARED_MAPS: &[&str] = &[
 
 /// A loaded emptcp data plane: the entry programs of generation 0 (no rules:
 /// every packet passes), the maps all generations share (flows, counters),
-/// and the attachments made from it. Dropping it detaches everything it
-/// attached.
+/// and the attachments made from it.
+///
+/// Loaded with [`Dataplane::load`], it lives as long as the process: dropping
+/// it detaches everything it attached. Opened with [`Dataplane::open_pinned`],
+/// it keeps its maps, links and generations in bpffs, adopts what an earlier
+/// process left there, and detaches only when told to.
 pub struct Dataplane {
     obj: Object,
     attachments: Vec<Attachment>,
     load_time: Duration,
     last_generation: u32,
+    pins: Option<PinDir>,
 }
 
 /// One entry program attached to one interface, running generation 0 or the
 /// generation last applied.
 pub struct Attachment {
-    /// Interface index, in the namespace the attach ran in.
+    /// Interface index, in its network namespace.
     pub ifindex: u32,
     /// The hook.
     pub hook: Hook,
-    link: Link,
+    /// How it is attached.
+    pub mode: AttachMode,
+    /// Interface name when attached.
+    pub ifname: String,
+    /// Inode of the interface's network namespace.
+    pub netns: u64,
+    link: HookLink,
     generation: Option<Generation>,
+    record: Option<AttachmentRecord>,
+    dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Attachment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Attachment")
             .field("ifindex", &self.ifindex)
+            .field("ifname", &self.ifname)
             .field("hook", &self.hook)
+            .field("mode", &self.mode)
             .field("generation", &self.generation.as_ref().map(|g| g.number))
             .finish()
     }
@@ -95,6 +115,36 @@ impl Attachment {
     pub fn generation(&self) -> Option<&Generation> {
         self.generation.as_ref()
     }
+
+    /// The generation `rollback` would return to (pinned data planes).
+    pub fn previous_generation(&self) -> Option<u32> {
+        self.record.as_ref().and_then(|r| r.previous)
+    }
+
+    /// The kernel's id of the BPF link (tcx, XDP); `None` for clsact.
+    pub fn link_id(&self) -> Option<u32> {
+        let fd = self.link.link_fd()?;
+        let mut info = libbpf_rs::libbpf_sys::bpf_link_info::default();
+        let mut len = std::mem::size_of_val(&info) as u32;
+        // SAFETY: info is a valid bpf_link_info of len bytes.
+        let rc = unsafe {
+            libbpf_rs::libbpf_sys::bpf_link_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len)
+        };
+        (rc == 0).then_some(info.id)
+    }
+
+    /// The cls_bpf filter (mode clsact).
+    pub fn clsact_filter(&self) -> Option<ClsactFilter> {
+        match &self.link {
+            HookLink::Clsact(f) => Some(*f),
+            HookLink::Link(_) => None,
+        }
+    }
+
+    /// Where it is pinned (pinned data planes).
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
 }
 
 /// One compiled policy set loaded as its own program instance, with its own
@@ -102,12 +152,16 @@ impl Attachment {
 /// Applying it to an attachment publishes all of it with one
 /// `bpf_link_update` (docs/engine.md).
 pub struct Generation {
-    // Plugin programs, in the generation's slots while it lives.
-    _plugins: Vec<Object>,
-    obj: Object,
     number: u32,
     policy: CompiledPolicy,
     load_time: Duration,
+    prog: ProgramHandle,
+    /// The generation's own maps (rules, counters, plugin slots), by name.
+    maps: Vec<(String, MapHandle)>,
+    source: Option<PolicySource>,
+    // The objects (entry, plugins) this process loaded, kept while the
+    // generation lives; adopted generations have none.
+    _objects: Vec<Object>,
 }
 
 impl std::fmt::Debug for Generation {
@@ -128,14 +182,52 @@ impl Dataplane {
 
     /// [`Dataplane::load`] with explicit sizes.
     pub fn load_with(options: &LoadOptions) -> Result<Dataplane> {
+        Dataplane::load_entry(options, None)
+    }
+
+    /// Opens the pinned data plane in `dir` (a bpffs directory, created if
+    /// missing; see [`crate::pins`]): shares the maps pinned there (or pins
+    /// new ones) and adopts every attachment and generation an earlier
+    /// process left, so counters keep counting and links keep their ids.
+    /// Attachments made or generations applied from here are pinned too, and
+    /// stay when the process exits.
+    pub fn open_pinned(dir: &Path, options: &LoadOptions) -> Result<Dataplane> {
+        let pins = PinDir::open(dir)?;
+        let mut dp = Dataplane::load_entry(options, Some(&pins))?;
+        for att_dir in pins.attachment_dirs()? {
+            let att = adopt_attachment(&att_dir)?;
+            let newest = [
+                att.record.as_ref().and_then(|r| r.current),
+                att.previous_generation(),
+            ];
+            dp.last_generation = newest
+                .into_iter()
+                .flatten()
+                .fold(dp.last_generation, u32::max);
+            dp.attachments.push(att);
+        }
+        tracing::info!(dir = %dir.display(), adopted = dp.attachments.len(), "pinned data plane open");
+        dp.pins = Some(pins);
+        Ok(dp)
+    }
+
+    fn load_entry(options: &LoadOptions, pins: Option<&PinDir>) -> Result<Dataplane> {
         let started = Instant::now();
         let mut open = ObjectBuilder::default()
             .open_memory(ENTRY_OBJECT)
             .map_err(|e| Error::bpf("opening the emptcp entry object", e))?;
-        if let Some(mut flows) = open.maps_mut().find(|m| m.name() == FLOWS_MAP) {
-            flows
-                .set_max_entries(options.flow_table_size)
-                .map_err(|e| Error::bpf("sizing emptcp_flows", e))?;
+        for mut map in open.maps_mut() {
+            let name = map.name().to_string_lossy().into_owned();
+            if name == FLOWS_MAP {
+                map.set_max_entries(options.flow_table_size)
+                    .map_err(|e| Error::bpf("sizing emptcp_flows", e))?;
+            }
+            // libbpf reuses a map pinned at this path (refusing one of
+            // another shape), or pins the one it creates.
+            if let Some(pins) = pins.filter(|_| SHARED_MAPS.contains(&name.as_str())) {
+                map.set_pin_path(pins.shared_map(&name))
+                    .map_err(|e| Error::bpf(format!("pinning {name}"), e))?;
+            }
         }
         let obj = open
             .load()
@@ -155,6 +247,7 @@ impl Dataplane {
             attachments: Vec::new(),
             load_time: started.elapsed(),
             last_generation: 0,
+            pins: None,
         })
     }
 
@@ -224,7 +317,7 @@ impl Dataplane {
             )
             .map_err(|e| Error::bpf("filling emptcp_rule_info", e))?;
         }
-        let mut loaded = Vec::new();
+        let mut objects = Vec::new();
         let slots = policy.plugin_slots();
         if !slots.is_empty() {
             let resume = find_map(&obj, "emptcp_resume")?;
@@ -248,7 +341,7 @@ impl Dataplane {
                         format!("a chain uses plugin slot {slot}, but no plugin was given for it"),
                     )
                 })?;
-                loaded.push(crate::plugin::load_into(
+                objects.push(crate::plugin::load_into(
                     spec,
                     &maps,
                     hook,
@@ -256,110 +349,285 @@ impl Dataplane {
                 )?);
             }
         }
+        let prog = ProgramHandle::try_from(&find_program(&obj, hook)?)
+            .map_err(|e| Error::bpf("holding the generation's program", e))?;
+        let maps = own_maps(&obj)?;
+        objects.push(obj);
         self.last_generation = number;
         tracing::info!(%hook, number, rules = policy.rule_count(), "generation loaded");
         Ok(Generation {
-            _plugins: loaded,
-            obj,
             number,
             policy: policy.clone(),
             load_time: started.elapsed(),
+            prog,
+            maps,
+            source: None,
+            _objects: objects,
         })
     }
 
     /// Makes `generation` the program of the attachment of its hook on
-    /// `ifindex`, with one `bpf_link_update`: every packet runs wholly under
-    /// the previous program or wholly under the new one. Returns the
-    /// generation it replaced (`None` for generation 0); its counters stay
-    /// readable while the caller keeps it.
+    /// `ifindex`, with one atomic replacement (`bpf_link_update`, or a
+    /// cls_bpf filter replace): every packet runs wholly under the previous
+    /// program or wholly under the new one. Returns the generation it
+    /// replaced (`None` for generation 0); its counters stay readable while
+    /// the caller keeps it.
+    ///
+    /// Pinned data planes pin the generation first, keep the one it replaces
+    /// for [`Dataplane::rollback`] and unpin the one before; they need the
+    /// generation's policy source ([`Generation::set_source`]) so that
+    /// another process can adopt it.
     pub fn apply(&mut self, ifindex: u32, generation: Generation) -> Result<Option<Generation>> {
         let hook = generation.policy.hook();
-        let att = self
+        let pos = self.position(hook, ifindex)?;
+        let att = &mut self.attachments[pos];
+        if let Some(dir) = &att.dir {
+            generation.pin(&dir.join(format!("gen{}", generation.number)))?;
+        }
+        att.link.update(generation.prog.as_fd(), hook, ifindex)?;
+        tracing::info!(%hook, ifindex, generation = generation.number, "generation applied");
+        let old_previous = att.record.as_mut().map(|r| {
+            let old = r.previous;
+            r.previous = r.current;
+            r.current = Some(generation.number);
+            old
+        });
+        att.save_record()?;
+        if let (Some(Some(old)), Some(dir)) = (old_previous, &att.dir) {
+            remove_tree(&dir.join(format!("gen{old}")))?;
+        }
+        Ok(att.generation.replace(generation))
+    }
+
+    /// Puts the attachment of `hook` on `ifindex` back on the generation it
+    /// ran before the last apply (pinned data planes), with one atomic
+    /// replacement. The rolled-back generation becomes the one a second
+    /// rollback returns to. Returns the generation now running.
+    pub fn rollback(&mut self, hook: Hook, ifindex: u32) -> Result<u32> {
+        let pos = self.position(hook, ifindex)?;
+        let att = &mut self.attachments[pos];
+        let (Some(dir), Some(record)) = (att.dir.clone(), att.record.as_mut()) else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "rollback needs a pinned data plane (keep the replaced Generation and apply it instead)",
+            ));
+        };
+        let Some(previous) = record.previous else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{hook} on {}: no previous generation to roll back to",
+                    att.ifname
+                ),
+            ));
+        };
+        let generation = Generation::adopt(&dir.join(format!("gen{previous}")))?;
+        att.link.update(generation.prog.as_fd(), hook, ifindex)?;
+        record.previous = record.current;
+        record.current = Some(previous);
+        att.generation = Some(generation);
+        att.save_record()?;
+        tracing::info!(%hook, ifindex, generation = previous, "rolled back");
+        Ok(previous)
+    }
+
+    /// Attaches the entry program of `hook` (generation 0) to interface
+    /// `ifindex` of the calling thread's network namespace (see
+    /// [`crate::netns::NetnsGuard`]), in the hook's default mode
+    /// ([`AttachMode::default_for`]).
+    ///
+    /// tcx links sit beside other programs on the device and never touch
+    /// qdiscs; an XDP attach is refused, naming the program, when the device
+    /// already runs another.
+    pub fn attach(&mut self, hook: Hook, ifindex: u32) -> Result<&Attachment> {
+        self.attach_with(hook, ifindex, AttachMode::default_for(hook), None)
+    }
+
+    /// [`Dataplane::attach`] in a chosen mode. `netns_path` (a path that
+    /// opens the calling thread's namespace, such as `/run/netns/NAME`) is
+    /// recorded so that `detach --all` can reach clsact filters from
+    /// elsewhere.
+    pub fn attach_with(
+        &mut self,
+        hook: Hook,
+        ifindex: u32,
+        mode: AttachMode,
+        netns_path: Option<&Path>,
+    ) -> Result<&Attachment> {
+        let netns = crate::netns::current_netns_inode()?;
+        let ifname = crate::netns::interface_name(ifindex)?;
+        if self
             .attachments
-            .iter_mut()
-            .find(|a| a.hook == hook && a.ifindex == ifindex)
+            .iter()
+            .any(|a| a.hook == hook && a.ifindex == ifindex && a.netns == netns)
+        {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                format!("emptcp is already attached at {hook} on {ifname}"),
+            ));
+        }
+        let prog = find_program(&self.obj, hook)?;
+        let link = crate::attach::attach(prog.as_fd(), hook, ifindex, mode)?;
+        let mut att = Attachment {
+            ifindex,
+            hook,
+            mode,
+            ifname,
+            netns,
+            link,
+            generation: None,
+            record: None,
+            dir: None,
+        };
+        if let Some(pins) = &self.pins {
+            let dir = pins.attachment_dir(netns, ifindex, hook);
+            let pinned = self
+                .generation_zero(hook)
+                .and_then(|zero| att.pin(&dir, netns_path, zero));
+            if let Err(e) = pinned {
+                // Leave nothing half made: the device as it was.
+                let _ = att.link.detach(hook, ifindex);
+                let _ = remove_tree(&dir);
+                return Err(e);
+            }
+        }
+        tracing::info!(%hook, ifindex, %mode, "attached");
+        self.attachments.push(att);
+        Ok(self.attachments.last().expect("just pushed"))
+    }
+
+    /// Detaches the entry program of `hook` from `ifindex` (and unpins what
+    /// belongs to it); false when it was not attached there.
+    pub fn detach(&mut self, hook: Hook, ifindex: u32) -> Result<bool> {
+        let Ok(pos) = self.position(hook, ifindex) else {
+            return Ok(false);
+        };
+        self.detach_at(pos)?;
+        Ok(true)
+    }
+
+    fn detach_at(&mut self, pos: usize) -> Result<()> {
+        let att = self.attachments.remove(pos);
+        let (netns, ifindex) = (att.netns, att.ifindex);
+        if att.detach()? {
+            // The other direction's filter keeps the clsact qdisc emptcp
+            // made; removing it becomes that attachment's duty.
+            let heir = self
+                .attachments
+                .iter_mut()
+                .find(|a| a.netns == netns && a.ifindex == ifindex && a.clsact_filter().is_some());
+            if let Some(other) = heir {
+                other.link.take_qdisc();
+                let filter = other.clsact_filter();
+                if let Some(r) = other.record.as_mut() {
+                    r.clsact = filter;
+                }
+                other.save_record()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches every attachment (in every namespace), then removes the
+    /// shared map pins and the pin directory: everything emptcp made and
+    /// nothing else. Returns what was detached, as "hook on ifname"; entries
+    /// that others put in the directory are left, and named in the log.
+    pub fn detach_all(mut self) -> Result<Vec<String>> {
+        let mut done = Vec::new();
+        let mut first_error = None;
+        while let Some(att) = self.attachments.first() {
+            let what = format!("{} on {}", att.hook, att.ifname);
+            // clsact filters are reached in their namespace; a namespace
+            // that is gone took them with it.
+            let _in_netns = match &att.record {
+                Some(AttachmentRecord {
+                    netns_path: Some(p),
+                    ..
+                }) => crate::netns::NetnsGuard::enter(p).ok(),
+                _ => None,
+            };
+            match self.detach_at(0) {
+                Ok(()) => done.push(what),
+                Err(e) => {
+                    tracing::warn!("{what}: {e}");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        if let Some(pins) = self.pins.take() {
+            let left = pins.remove(SHARED_MAPS)?;
+            for path in left {
+                tracing::warn!(path = %path.display(), "left in the pin directory: not emptcp's");
+            }
+        }
+        Ok(done)
+    }
+
+    /// Generation 0 of `hook` as a generation: the entry program with no
+    /// rules, pinned with each attachment so that `rollback` can return to
+    /// it.
+    fn generation_zero(&self, hook: Hook) -> Result<Generation> {
+        let policy = crate::policy::PolicySet::default()
+            .compile(hook)
+            .map_err(|e| Error::new(ErrorKind::Load, format!("compiling the empty policy: {e}")))?;
+        let prog = ProgramHandle::try_from(&find_program(&self.obj, hook)?)
+            .map_err(|e| Error::bpf("holding the entry program", e))?;
+        Ok(Generation {
+            number: 0,
+            policy,
+            load_time: Duration::ZERO,
+            prog,
+            maps: own_maps(&self.obj)?,
+            source: Some(PolicySource {
+                file: "(no policies)".into(),
+                text: String::new(),
+                interfaces: Default::default(),
+            }),
+            _objects: Vec::new(),
+        })
+    }
+
+    /// Kernel ids of the maps every generation shares, by name: a process
+    /// that adopts pinned state sees the same ids.
+    pub fn shared_map_ids(&self) -> Result<BTreeMap<&'static str, u32>> {
+        SHARED_MAPS
+            .iter()
+            .map(|name| {
+                let info = self
+                    .map(name)?
+                    .info()
+                    .map_err(|e| Error::bpf(format!("querying {name}"), e))?;
+                Ok((*name, info.info.id))
+            })
+            .collect()
+    }
+
+    /// The pin directory (pinned data planes).
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pins.as_ref().map(|p| p.root())
+    }
+
+    /// The attachment of `hook` on `ifindex`: the one in the calling
+    /// thread's namespace when several namespaces have that ifindex.
+    fn position(&self, hook: Hook, ifindex: u32) -> Result<usize> {
+        let here = crate::netns::current_netns_inode().ok();
+        let matching: Vec<usize> = (0..self.attachments.len())
+            .filter(|&i| self.attachments[i].hook == hook && self.attachments[i].ifindex == ifindex)
+            .collect();
+        matching
+            .iter()
+            .copied()
+            .find(|&i| Some(self.attachments[i].netns) == here)
+            .or_else(|| (matching.len() == 1).then(|| matching[0]))
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::NotFound,
                     format!("no {hook} attachment on ifindex {ifindex}"),
                 )
-            })?;
-        let prog = find_program(&generation.obj, hook)?;
-        att.link.update_prog(&prog).map_err(|e| {
-            Error::bpf(
-                format!("replacing the {hook} program on ifindex {ifindex}"),
-                e,
-            )
-        })?;
-        tracing::info!(%hook, ifindex, generation = generation.number, "generation applied");
-        Ok(att.generation.replace(generation))
-    }
-
-    /// Attaches the entry program of `hook` (generation 0) to interface
-    /// `ifindex` of the calling thread's network namespace (see
-    /// [`crate::netns::NetnsGuard`]).
-    ///
-    /// TC hooks use tcx links, which sit beside other programs on the device
-    /// and never touch qdiscs; XDP uses an XDP link (driver mode where the
-    /// device has it), which the kernel refuses when another program is
-    /// already attached.
-    pub fn attach(&mut self, hook: Hook, ifindex: u32) -> Result<&Attachment> {
-        let prog = find_program(&self.obj, hook)?;
-        let what = || format!("attaching {hook} program on ifindex {ifindex}");
-        let ifindex_c = i32::try_from(ifindex)
-            .map_err(|_| Error::new(ErrorKind::NotFound, format!("{}: bad ifindex", what())))?;
-        let link = match hook {
-            Hook::Xdp => prog
-                .attach_xdp(ifindex_c)
-                .map_err(|e| Error::bpf(what(), e))?,
-            Hook::TcIngress | Hook::TcEgress => {
-                let opts = libbpf_rs::libbpf_sys::bpf_tcx_opts {
-                    sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_tcx_opts>() as _,
-                    ..Default::default()
-                };
-                // SAFETY: valid program pointer owned by self.obj; opts lives
-                // across the call. libbpf returns NULL with errno on error.
-                let ptr = unsafe {
-                    libbpf_rs::libbpf_sys::bpf_program__attach_tcx(
-                        prog.as_libbpf_object().as_ptr(),
-                        ifindex_c,
-                        &opts,
-                    )
-                };
-                let ptr = NonNull::new(ptr)
-                    .ok_or_else(|| Error::io(what(), std::io::Error::last_os_error()))?;
-                // SAFETY: a valid, owned bpf_link from libbpf.
-                unsafe { Link::from_ptr(ptr) }
-            }
-        };
-        tracing::info!(%hook, ifindex, "attached");
-        self.attachments.push(Attachment {
-            ifindex,
-            hook,
-            link,
-            generation: None,
-        });
-        Ok(self.attachments.last().expect("just pushed"))
-    }
-
-    /// Detaches the entry program of `hook` from `ifindex`; false when it was
-    /// not attached there.
-    pub fn detach(&mut self, hook: Hook, ifindex: u32) -> Result<bool> {
-        let Some(pos) = self
-            .attachments
-            .iter()
-            .position(|a| a.hook == hook && a.ifindex == ifindex)
-        else {
-            return Ok(false);
-        };
-        let att = self.attachments.remove(pos);
-        att.link.detach().map_err(|e| {
-            Error::bpf(
-                format!("detaching {hook} program from ifindex {ifindex}"),
-                e,
-            )
-        })?;
-        Ok(true)
+            })
     }
 
     /// Wall time of [`Dataplane::load`]: open, relocate, verify all programs.
@@ -369,10 +637,10 @@ impl Dataplane {
 
     /// What the kernel reports about the generation-0 entry program of `hook`.
     pub fn program_info(&self, hook: Hook) -> Result<ProgramInfo> {
-        program_info(&find_program(&self.obj, hook)?, hook)
+        program_info(find_program(&self.obj, hook)?.as_fd(), hook)
     }
 
-    /// The attachments made so far.
+    /// The attachments: made by this process, or adopted from pins.
     pub fn attachments(&self) -> &[Attachment] {
         &self.attachments
     }
@@ -516,7 +784,7 @@ impl Dataplane {
     /// State the program keeps (flow stats, counters) carries over between
     /// calls as it would on a live hook.
     pub fn test_run(&self, hook: Hook, packet: &[u8]) -> Result<TestRun> {
-        test_run(&find_program(&self.obj, hook)?, hook, packet)
+        test_run(find_program(&self.obj, hook)?.as_fd(), hook, packet)
     }
 
     fn map(&self, name: &str) -> Result<libbpf_rs::Map<'_>> {
@@ -524,8 +792,164 @@ impl Dataplane {
     }
 }
 
+impl Attachment {
+    /// Pins the link and generation 0 and writes the record under `dir`.
+    fn pin(&mut self, dir: &Path, netns_path: Option<&Path>, zero: Generation) -> Result<()> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        if let Some(fd) = self.link.link_fd() {
+            let path = dir.join("link");
+            let c = path_cstring(&path)?;
+            // SAFETY: valid link fd and NUL-terminated path.
+            let rc = unsafe { libbpf_rs::libbpf_sys::bpf_obj_pin(fd.as_raw_fd(), c.as_ptr()) };
+            if rc != 0 {
+                return Err(Error::io(
+                    format!("pinning {}", path.display()),
+                    std::io::Error::from_raw_os_error(-rc),
+                ));
+            }
+        }
+        self.record = Some(AttachmentRecord {
+            version: RECORD_VERSION,
+            ifname: self.ifname.clone(),
+            ifindex: self.ifindex,
+            netns: self.netns,
+            netns_path: netns_path.map(Path::to_owned),
+            hook: self.hook,
+            mode: self.mode,
+            clsact: self.clsact_filter(),
+            current: Some(0),
+            previous: None,
+        });
+        zero.pin(&dir.join("gen0"))?;
+        self.generation = Some(zero);
+        self.dir = Some(dir.to_owned());
+        self.save_record()
+    }
+
+    fn save_record(&self) -> Result<()> {
+        match (&self.dir, &self.record) {
+            (Some(dir), Some(record)) => write_record(&dir.join("meta"), record, true),
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes the program off the device and removes the pins; true when a
+    /// clsact qdisc emptcp made is kept for filters still on it.
+    fn detach(self) -> Result<bool> {
+        let here = crate::netns::current_netns_inode()?;
+        let netns_path = self.record.as_ref().and_then(|r| r.netns_path.clone());
+        // A clsact filter is reached by ifindex, through netlink, in its own
+        // namespace; links are reached by their fd from anywhere.
+        let _guard = match (&self.link, netns_path) {
+            (HookLink::Clsact(_), Some(path)) if self.netns != here => {
+                Some(crate::netns::NetnsGuard::enter(&path)?)
+            }
+            (HookLink::Clsact(_), None) if self.netns != here => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "{} on {} is a clsact filter in another network namespace: detach it from there (--netns)",
+                        self.hook, self.ifname
+                    ),
+                ));
+            }
+            _ => None,
+        };
+        let kept_qdisc = match self.link.detach(self.hook, self.ifindex) {
+            Ok(kept) => kept,
+            // The device (or its namespace) is gone, and the program with it.
+            Err(e) if self.link.link_fd().is_some() && device_gone(&e) => {
+                tracing::info!(hook = %self.hook, ifname = %self.ifname, "device already gone");
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(dir) = &self.dir {
+            remove_tree(dir)?;
+        }
+        tracing::info!(hook = %self.hook, ifname = %self.ifname, "detached");
+        Ok(kept_qdisc)
+    }
+}
+
+/// The maps of an entry object that are not shared between generations
+/// (maps with a '.' are its data sections).
+fn own_maps(obj: &Object) -> Result<Vec<(String, MapHandle)>> {
+    let mut maps = Vec::new();
+    for map in obj.maps() {
+        let name = map.name().to_string_lossy().into_owned();
+        if SHARED_MAPS.contains(&name.as_str()) || name.contains('.') {
+            continue;
+        }
+        let handle =
+            MapHandle::try_from(&map).map_err(|e| Error::bpf(format!("holding map {name}"), e))?;
+        maps.push((name, handle));
+    }
+    Ok(maps)
+}
+
+fn device_gone(e: &Error) -> bool {
+    use std::error::Error as _;
+    e.source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .and_then(std::io::Error::raw_os_error)
+        .is_some_and(|errno| errno == libc::ENOLINK || errno == libc::ENODEV)
+}
+
+/// Opens what an earlier process pinned for one attachment.
+fn adopt_attachment(dir: &Path) -> Result<Attachment> {
+    let record: AttachmentRecord = read_record(&dir.join("meta"))?;
+    if record.version != RECORD_VERSION {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{}: pinned by emptcp with record version {} (this one reads {RECORD_VERSION}): \
+                 detach it with that version",
+                dir.display(),
+                record.version
+            ),
+        ));
+    }
+    let link = match record.clsact {
+        Some(filter) => HookLink::Clsact(filter),
+        None => {
+            let path = dir.join("link");
+            let c = path_cstring(&path)?;
+            // SAFETY: NUL-terminated path; a non-negative result is ours.
+            let fd = unsafe { libbpf_rs::libbpf_sys::bpf_obj_get(c.as_ptr()) };
+            HookLink::Link(
+                crate::attach::owned_fd(fd)
+                    .map_err(|e| Error::io(format!("opening {}", path.display()), e))?,
+            )
+        }
+    };
+    let generation = record
+        .current
+        .map(|n| Generation::adopt(&dir.join(format!("gen{n}"))))
+        .transpose()?;
+    Ok(Attachment {
+        ifindex: record.ifindex,
+        hook: record.hook,
+        mode: record.mode,
+        ifname: record.ifname.clone(),
+        netns: record.netns,
+        link,
+        generation,
+        record: Some(record),
+        dir: Some(dir.to_owned()),
+    })
+}
+
+fn path_cstring(path: &Path) -> Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::new(ErrorKind::InvalidInput, "path has a NUL byte"))
+}
+
 impl Generation {
-    /// The generation number (1 and up; unique within its [`Dataplane`]).
+    /// The generation number (1 and up; unique within its [`Dataplane`] and
+    /// its pin directory).
     pub fn number(&self) -> u32 {
         self.number
     }
@@ -533,6 +957,17 @@ impl Generation {
     /// The compiled policy set it runs.
     pub fn policy(&self) -> &CompiledPolicy {
         &self.policy
+    }
+
+    /// The policy file it was compiled from, when known.
+    pub fn source(&self) -> Option<&PolicySource> {
+        self.source.as_ref()
+    }
+
+    /// Records the policy file this generation was compiled from (needed to
+    /// apply it to a pinned data plane).
+    pub fn set_source(&mut self, source: PolicySource) {
+        self.source = Some(source);
     }
 
     /// Wall time of loading it: open, verify, fill the rule maps.
@@ -543,23 +978,21 @@ impl Generation {
     /// Runs one packet through this generation's program (see
     /// [`Dataplane::test_run`]).
     pub fn test_run(&self, packet: &[u8]) -> Result<TestRun> {
-        let hook = self.policy.hook();
-        test_run(&find_program(&self.obj, hook)?, hook, packet)
+        test_run(self.prog.as_fd(), self.policy.hook(), packet)
     }
 
     /// What the kernel reports about this generation's program.
     pub fn program_info(&self) -> Result<ProgramInfo> {
-        let hook = self.policy.hook();
-        program_info(&find_program(&self.obj, hook)?, hook)
+        program_info(self.prog.as_fd(), self.policy.hook())
     }
 
     /// Packets each policy's rules won, by policy name, in set order.
     pub fn policy_hits(&self) -> Result<Vec<(String, u64)>> {
-        let map = find_map(&self.obj, "emptcp_rule_hits")?;
+        let map = self.map("emptcp_rule_hits")?;
         let names = self.policy.policy_names();
         let mut hits = vec![0u64; names.len()];
         for id in 0..self.policy.rule_count() as u32 {
-            let n: u64 = lookup_percpu::<u64>(&map, &id.to_ne_bytes())?.iter().sum();
+            let n: u64 = lookup_percpu::<u64>(map, &id.to_ne_bytes())?.iter().sum();
             if let Some(p) = self.policy.policy_of_rule(id) {
                 hits[p] += n;
             }
@@ -570,10 +1003,10 @@ impl Generation {
     /// Lookups and hits of each rule-key shape (in shape order), summed
     /// over CPUs: how the selector stages fared when flows were classified.
     pub fn shape_stats(&self) -> Result<Vec<(u64, u64)>> {
-        let map = find_map(&self.obj, "emptcp_shape_st")?;
+        let map = self.map("emptcp_shape_st")?;
         (0..self.policy.shape_count() as u32)
             .map(|s| {
-                let per_cpu = lookup_percpu::<emptcp_shape_stats>(&map, &s.to_ne_bytes())?;
+                let per_cpu = lookup_percpu::<emptcp_shape_stats>(map, &s.to_ne_bytes())?;
                 Ok(per_cpu
                     .iter()
                     .fold((0, 0), |(l, h), c| (l + c.lookups, h + c.hits)))
@@ -583,7 +1016,7 @@ impl Generation {
 
     /// Counters of each operator of chain slot `chain`, summed over CPUs.
     pub fn op_stats(&self, chain: u32) -> Result<Vec<OpStats>> {
-        let map = find_map(&self.obj, "emptcp_op_stats")?;
+        let map = self.map("emptcp_op_stats")?;
         let len = self
             .policy
             .config
@@ -595,7 +1028,7 @@ impl Generation {
             .map(|op| {
                 let idx = chain * ops_max + op;
                 let mut total = OpStats::default();
-                for cpu in lookup_percpu::<emptcp_op_stats>(&map, &idx.to_ne_bytes())? {
+                for cpu in lookup_percpu::<emptcp_op_stats>(map, &idx.to_ne_bytes())? {
                     total.hits += cpu.hits;
                     for (t, c) in total.reasons.iter_mut().zip(cpu.reasons) {
                         *t += c;
@@ -604,6 +1037,86 @@ impl Generation {
                 Ok(total)
             })
             .collect()
+    }
+
+    fn map(&self, name: &str) -> Result<&MapHandle> {
+        self.maps
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, m)| m)
+            .ok_or_else(|| Error::new(ErrorKind::Load, format!("generation has no map {name}")))
+    }
+
+    /// Pins the program, its own maps and its record under `dir`.
+    fn pin(&self, dir: &Path) -> Result<()> {
+        let source = self.source.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                "a generation applied to a pinned data plane needs its policy source (Generation::set_source)",
+            )
+        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let pinned = || -> Result<()> {
+            self.prog
+                .pin(dir.join("prog"))
+                .map_err(|e| Error::bpf(format!("pinning {}/prog", dir.display()), e))?;
+            for (name, map) in &self.maps {
+                // MapHandle::pin needs &mut; a dup of the fd pins the same map.
+                let mut m =
+                    MapHandle::try_from(map).map_err(|e| Error::bpf("duplicating a map fd", e))?;
+                m.pin(dir.join(name))
+                    .map_err(|e| Error::bpf(format!("pinning {}/{name}", dir.display()), e))?;
+            }
+            let record = GenerationRecord {
+                version: RECORD_VERSION,
+                number: self.number,
+                hook: self.policy.hook(),
+                source,
+            };
+            write_record(&dir.join("meta"), &record, false)
+        };
+        pinned().inspect_err(|_| {
+            let _ = remove_tree(dir);
+        })
+    }
+
+    /// Opens a generation pinned at `dir` by this or another process,
+    /// compiling its recorded source again for the policy names and chain
+    /// layout its counters are read by.
+    fn adopt(dir: &Path) -> Result<Generation> {
+        let started = Instant::now();
+        let record: GenerationRecord = read_record(&dir.join("meta"))?;
+        let policy = record.source.compile(record.hook).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{}: its recorded policy no longer compiles: {e}",
+                    dir.display()
+                ),
+            )
+        })?;
+        let prog = ProgramHandle::from_pinned_path(dir.join("prog"))
+            .map_err(|e| Error::bpf(format!("opening {}/prog", dir.display()), e))?;
+        let mut maps = Vec::new();
+        for path in crate::pins::read_dir(dir)? {
+            let name = crate::pins::file_name(&path);
+            if name == "prog" || name == "meta" {
+                continue;
+            }
+            let map = MapHandle::from_pinned_path(&path)
+                .map_err(|e| Error::bpf(format!("opening {}", path.display()), e))?;
+            maps.push((name, map));
+        }
+        Ok(Generation {
+            number: record.number,
+            policy,
+            load_time: started.elapsed(),
+            prog,
+            maps,
+            source: Some(record.source),
+            _objects: Vec::new(),
+        })
     }
 }
 
@@ -655,7 +1168,7 @@ fn socket(v6: bool, addr: [u8; 16], port_be: u16) -> SocketAddr {
 }
 
 /// A value of a (non per-CPU) map, decoded.
-fn lookup<T: abi::Pod>(map: &libbpf_rs::Map<'_>, key: &[u8]) -> Result<Option<T>> {
+fn lookup<T: abi::Pod>(map: &dyn MapCore, key: &[u8]) -> Result<Option<T>> {
     let name = map.name().to_string_lossy().into_owned();
     Ok(map
         .lookup(key, MapFlags::ANY)
@@ -763,7 +1276,7 @@ fn find_program_named<'o>(obj: &'o Object, name: &str) -> Result<libbpf_rs::Prog
 }
 
 /// Per-CPU values of `key` (empty when absent), decoded.
-fn lookup_percpu<T: abi::Pod>(map: &libbpf_rs::Map<'_>, key: &[u8]) -> Result<Vec<T>> {
+fn lookup_percpu<T: abi::Pod>(map: &dyn MapCore, key: &[u8]) -> Result<Vec<T>> {
     let name = map.name().to_string_lossy().into_owned();
     let values = map
         .lookup_percpu(key, MapFlags::ANY)
@@ -775,17 +1288,13 @@ fn lookup_percpu<T: abi::Pod>(map: &libbpf_rs::Map<'_>, key: &[u8]) -> Result<Ve
         .collect())
 }
 
-fn program_info(prog: &libbpf_rs::ProgramMut<'_>, hook: Hook) -> Result<ProgramInfo> {
+fn program_info(prog: BorrowedFd<'_>, hook: Hook) -> Result<ProgramInfo> {
     let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
     let mut len = std::mem::size_of_val(&info) as u32;
     // SAFETY: info is a valid bpf_prog_info of len bytes; the kernel fills at
     // most len bytes and leaves the array pointers (null) alone.
     let rc = unsafe {
-        libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(
-            prog.as_fd().as_raw_fd(),
-            &mut info,
-            &mut len,
-        )
+        libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(prog.as_raw_fd(), &mut info, &mut len)
     };
     if rc != 0 {
         return Err(Error::io(
@@ -805,34 +1314,56 @@ fn program_info(prog: &libbpf_rs::ProgramMut<'_>, hook: Hook) -> Result<ProgramI
 /// Offset of `mark` in `struct __sk_buff` (uapi: len, pkt_type, mark).
 const SKB_MARK_OFFSET: usize = 8;
 
-fn test_run(prog: &libbpf_rs::ProgramMut<'_>, hook: Hook, packet: &[u8]) -> Result<TestRun> {
+fn test_run(prog: BorrowedFd<'_>, hook: Hook, packet: &[u8]) -> Result<TestRun> {
+    test_run_repeat(prog, hook != Hook::Xdp, packet, 1)
+        .map_err(|e| Error::io(format!("test run of {}", hook.program_name()), e))
+}
+
+/// One BPF_PROG_TEST_RUN of `repeat` runs of `packet`: TC programs get a
+/// zeroed `__sk_buff` and report the mark they left. (With repeat > 1 every
+/// run starts from the packet the previous one left: rust-ecosystem.md.)
+pub(crate) fn test_run_repeat(
+    prog: BorrowedFd<'_>,
+    tc: bool,
+    packet: &[u8],
+    repeat: u32,
+) -> std::io::Result<TestRun> {
+    use libbpf_rs::libbpf_sys;
+    use std::ffi::c_void;
     // Room for programs that grow the packet (options inserted).
     let mut out = vec![0u8; packet.len() + 256];
     let skb_size = std::mem::size_of::<crate::skel::types::__sk_buff>();
-    let (mut ctx_in, mut ctx_out) = (vec![0u8; skb_size], vec![0u8; skb_size]);
-    let tc = hook != Hook::Xdp;
-    let input = libbpf_rs::ProgramInput {
-        data_in: Some(packet),
-        data_out: Some(&mut out),
-        context_in: tc.then_some(&mut ctx_in[..]),
-        context_out: tc.then_some(&mut ctx_out[..]),
+    let ctx_in = vec![0u8; skb_size];
+    let mut ctx_out = vec![0u8; skb_size];
+    let mut opts = libbpf_sys::bpf_test_run_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _,
+        data_in: packet.as_ptr().cast::<c_void>(),
+        data_size_in: packet.len() as u32,
+        data_out: out.as_mut_ptr().cast::<c_void>(),
+        data_size_out: out.len() as u32,
+        repeat: repeat as i32,
         ..Default::default()
     };
-    let res = prog
-        .test_run(input)
-        .map_err(|e| Error::bpf(format!("test run of {}", hook.program_name()), e))?;
-    let len = res.data.as_ref().map_or(0, |d| d.len());
-    let verdict = res.return_value;
-    let duration = res.duration;
-    let mark = res.context.as_ref().and_then(|c| {
-        c.get(SKB_MARK_OFFSET..SKB_MARK_OFFSET + 4)
-            .and_then(abi::from_bytes::<u32>)
+    if tc {
+        opts.ctx_in = ctx_in.as_ptr().cast::<c_void>();
+        opts.ctx_size_in = skb_size as u32;
+        opts.ctx_out = ctx_out.as_mut_ptr().cast::<c_void>();
+        opts.ctx_size_out = skb_size as u32;
+    }
+    // SAFETY: every pointer in opts refers to a live buffer of the size
+    // given beside it, for the duration of the call.
+    let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
+    if rc != 0 {
+        return Err(std::io::Error::from_raw_os_error(-rc));
+    }
+    out.truncate(opts.data_size_out as usize);
+    let mark = tc.then(|| {
+        abi::from_bytes::<u32>(&ctx_out[SKB_MARK_OFFSET..SKB_MARK_OFFSET + 4]).unwrap_or(0)
     });
-    out.truncate(len);
     Ok(TestRun {
-        verdict,
+        verdict: opts.retval,
         packet: out,
-        duration,
+        duration: Duration::from_nanos(u64::from(opts.duration)),
         mark,
     })
 }
@@ -940,12 +1471,6 @@ impl FlowKey {
             dst: addr(k.daddr),
             dport: u16::from_be(k.dport),
         }
-    }
-}
-
-impl Serialize for Hook {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
     }
 }
 

@@ -12,6 +12,9 @@ pub enum ErrorKind {
     Busy,
     /// The kernel refused to load or verify a program.
     Load,
+    /// A request that cannot be met as asked (mode for the wrong hook,
+    /// nothing to roll back to, pinned state from another version).
+    InvalidInput,
     /// Any other failure of a kernel or libbpf call.
     Kernel,
 }

@@ -126,7 +126,7 @@ pub struct EventReader<'a> {
 
 impl<'a> EventReader<'a> {
     /// A reader of `map` ([`crate::Dataplane::events_map`]).
-    pub fn new(map: &'a libbpf_rs::Map<'a>) -> Result<EventReader<'a>> {
+    pub fn new(map: &'a dyn libbpf_rs::MapCore) -> Result<EventReader<'a>> {
         let records: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
         let sink = Rc::clone(&records);
         let mut builder = RingBufferBuilder::new();

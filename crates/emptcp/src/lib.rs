@@ -7,18 +7,21 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+mod attach;
 pub mod bench;
 mod dataplane;
 mod error;
 pub mod events;
 mod hook;
 pub mod netns;
+pub mod pins;
 pub mod plugin;
 pub mod policy;
 pub mod policy_file;
 #[doc(hidden)]
 pub mod testing;
 
+pub use attach::{AttachMode, ClsactFilter, TcxProgram, tcx_programs, xdp_program_on};
 pub use dataplane::{
     Attachment, Dataplane, EntryCounters, FlowKey, FlowStats, Generation, LoadOptions,
     OP_REASON_NAMES, OpStats, ProgramInfo, RecordDirection, SubflowRecord, TestRun,

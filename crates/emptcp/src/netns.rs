@@ -9,7 +9,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// While alive, the current thread is in another network namespace; dropping
 /// it returns the thread to the namespace it was in.
@@ -55,4 +55,47 @@ fn setns(ns: &File) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// The index of interface `name` in the calling thread's namespace.
+pub fn interface_index(name: &str) -> Result<u32> {
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| Error::new(ErrorKind::NotFound, format!("bad interface name {name:?}")))?;
+    // SAFETY: valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        return Err(Error::io(
+            format!("no interface {name} in this network namespace"),
+            std::io::Error::last_os_error(),
+        )
+        .with_kind(ErrorKind::NotFound));
+    }
+    Ok(index)
+}
+
+/// The name of interface `ifindex` in the calling thread's namespace.
+pub fn interface_name(ifindex: u32) -> Result<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf holds IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return Err(Error::io(
+            format!("no interface with index {ifindex} in this network namespace"),
+            std::io::Error::last_os_error(),
+        )
+        .with_kind(ErrorKind::NotFound));
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
+    Ok(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned())
+}
+
+/// The inode of the calling thread's network namespace: tells namespaces
+/// apart (ifindexes are per namespace).
+pub fn current_netns_inode() -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/net")
+        .map(|m| m.ino())
+        .map_err(|e| Error::io("reading the current network namespace", e))
 }

@@ -32,3 +32,23 @@ pub fn load_object(name: &str) -> Result<Object> {
         .load()
         .map_err(|e| Error::bpf(format!("loading {name}"), e))
 }
+
+/// Attaches program `name` of embedded object `object` with tcx at `hook`
+/// of `ifindex` (calling thread's namespace), as a program that is not
+/// emptcp's would be; detached when the returned link fd closes.
+pub fn attach_tcx(
+    object: &Object,
+    name: &str,
+    hook: crate::Hook,
+    ifindex: u32,
+) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    let prog = object
+        .progs()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no program {name}")))?;
+    match crate::attach::attach(prog.as_fd(), hook, ifindex, crate::AttachMode::Tcx)? {
+        crate::attach::HookLink::Link(fd) => Ok(fd),
+        crate::attach::HookLink::Clsact(_) => unreachable!("tcx makes a link"),
+    }
+}

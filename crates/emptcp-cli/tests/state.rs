@@ -1,0 +1,430 @@
+//! The state commands as a user runs them: attach / apply / show / stats /
+//! rollback / detach, each a new `emptcp` process working on pinned state in
+//! a bpffs directory of its own, on veth devices in namespaces of its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use emptcp::netns::NetnsGuard;
+use emptcp::{Hook, tcx_programs};
+use emptcp_testbed::traffic::{self, TransferOpts};
+use emptcp_testbed::{LinkEnd, LinkSpec, Testbed, Topology};
+
+/// A pin directory of this test; removed (with `detach --all`, then by
+/// hand if that failed) when dropped.
+struct PinDir(PathBuf);
+
+impl PinDir {
+    fn new(label: &str) -> PinDir {
+        let dir = PathBuf::from(format!(
+            "/sys/fs/bpf/emptcp-test-{}-{label}",
+            std::process::id()
+        ));
+        PinDir(dir)
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = emptcp_at(&self.0, None, &["detach", "--all"]);
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn emptcp_at(pins: &Path, netns: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_emptcp"));
+    cmd.env("EMPTCP_PIN_DIR", pins);
+    if let Some(ns) = netns {
+        cmd.args(["--netns", ns]);
+    }
+    cmd.args(args).output().expect("running emptcp")
+}
+
+/// Runs emptcp and expects exit status `code`; returns stdout.
+fn run(pins: &Path, netns: Option<&str>, args: &[&str], code: i32) -> String {
+    let out = emptcp_at(pins, netns, args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "emptcp {args:?}: stdout {}\nstderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn json(pins: &Path, netns: Option<&str>, args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    serde_json::from_str(&run(pins, netns, &a, 0)).expect("JSON output")
+}
+
+/// Two hosts, one veth link: a0 (10.99.0.1) -- b0 (10.99.0.2), plus a spare
+/// veth pair x0 -- x1 inside b.
+fn topology(label: &str) -> Testbed {
+    Topology::builder(label)
+        .host("a")
+        .host("b")
+        .link(LinkSpec::new(
+            LinkEnd::new("a", "a0").addr("10.99.0.1/24"),
+            LinkEnd::new("b", "b0").addr("10.99.0.2/24"),
+        ))
+        .link(LinkSpec::new(
+            LinkEnd::new("b", "x0"),
+            LinkEnd::new("b", "x1"),
+        ))
+        .build()
+        .expect("testbed")
+}
+
+/// Everything a device shows of what is attached to it, from the tools an
+/// operator would use and from BPF_PROG_QUERY for tcx.
+fn device_state(tb: &Testbed, host: &str, dev: &str) -> String {
+    let h = tb.host(host).unwrap();
+    let mut out = String::new();
+    for args in [
+        vec!["tc", "qdisc", "show", "dev", dev],
+        vec!["tc", "filter", "show", "dev", dev, "ingress"],
+        vec!["tc", "filter", "show", "dev", dev, "egress"],
+        vec!["ip", "-d", "link", "show", "dev", dev],
+    ] {
+        let o = h.exec(args[0], &args[1..]).unwrap();
+        out.push_str(&o.stdout);
+    }
+    let _ns = NetnsGuard::enter(&h.netns_path()).unwrap();
+    let ifindex = emptcp::netns::interface_index(dev).unwrap();
+    for hook in [Hook::TcIngress, Hook::TcEgress] {
+        out.push_str(&format!(
+            "{hook}: {:?}\n",
+            tcx_programs(hook, ifindex).unwrap()
+        ));
+    }
+    out
+}
+
+fn bpffs_listing() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/sys/fs/bpf")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        // Other tests of this process run beside this one.
+        .filter(|n| !n.starts_with(&format!("emptcp-test-{}-", std::process::id())))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The foreign test object (bpf/tests/foreign.bpf.c) in a file, for iproute2.
+fn foreign_object_file(dir: &Path) -> PathBuf {
+    let path = dir.join("foreign.bpf.o");
+    std::fs::write(
+        &path,
+        emptcp::testing::object_bytes("tests/foreign").unwrap(),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn attach_then_detach_leaves_devices_exactly_as_before() {
+    if !emptcp_testbed::root_or_skip() {
+        return;
+    }
+    let tb = topology("cli-att");
+    let pins = PinDir::new("att");
+    let b = tb.host("b").unwrap();
+    let ns = netns_name(&tb, "b");
+    let tmp = tempdir("att");
+    let obj = foreign_object_file(&tmp);
+    let obj_s = obj.to_str().unwrap();
+
+    // Programs that are not emptcp's, already there: a tcx program on b0's
+    // ingress, a cls_bpf filter on b0's egress (so a clsact qdisc exists),
+    // and an XDP program on x1.
+    let foreign = emptcp::testing::load_object("tests/foreign").unwrap();
+    let _foreign_tcx = {
+        let _in_b = NetnsGuard::enter(&b.netns_path()).unwrap();
+        let ifindex = emptcp::netns::interface_index("b0").unwrap();
+        emptcp::testing::attach_tcx(&foreign, "foreign_tc", Hook::TcIngress, ifindex).unwrap()
+    };
+    for args in [
+        vec!["qdisc", "add", "dev", "b0", "clsact"],
+        vec![
+            "filter", "add", "dev", "b0", "egress", "bpf", "da", "obj", obj_s, "sec", "tc",
+        ],
+    ] {
+        b.exec("tc", &args).unwrap();
+    }
+    let xdp = [
+        "link",
+        "set",
+        "dev",
+        "x1",
+        "xdpgeneric",
+        "obj",
+        obj_s,
+        "sec",
+        "xdp",
+    ];
+    b.exec("ip", xdp).unwrap();
+
+    let before: Vec<String> = ["b0", "x0", "x1"]
+        .iter()
+        .map(|d| device_state(&tb, "b", d))
+        .collect();
+    let bpffs_before = bpffs_listing();
+
+    // Every mode: tcx beside the foreign tcx program, clsact beside the
+    // foreign filter (qdisc already there), clsact where emptcp makes the
+    // qdisc (x0), XDP generic (x0).
+    let p = &pins.0;
+    let n = Some(ns.as_str());
+    run(p, n, &["attach", "b0", "--hook", "tc-ingress"], 0);
+    run(
+        p,
+        n,
+        &["attach", "b0", "--hook", "tc-egress", "--tc-mode", "clsact"],
+        0,
+    );
+    run(
+        p,
+        n,
+        &[
+            "attach",
+            "x0",
+            "--hook",
+            "tc-ingress",
+            "--tc-mode",
+            "clsact",
+        ],
+        0,
+    );
+    run(
+        p,
+        n,
+        &["attach", "x0", "--hook", "xdp", "--mode", "xdp-generic"],
+        0,
+    );
+    // Refused, naming the program that holds the device; nothing changes.
+    let refused = emptcp_at(p, n, &["attach", "x1", "--hook", "xdp"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("foreign_xdp"), "{err}");
+    // Attaching twice at one place is refused too.
+    assert_eq!(
+        emptcp_at(p, n, &["attach", "b0", "--hook", "tc-ingress"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    let policy = write_policy(&tmp, "count_all", "tc-ingress");
+    run(p, n, &["apply", "-f", policy.to_str().unwrap(), "b0"], 0);
+
+    // Control: all of it shows on the devices while attached.
+    let during: Vec<String> = ["b0", "x0", "x1"]
+        .iter()
+        .map(|d| device_state(&tb, "b", d))
+        .collect();
+    assert!(
+        during[0].contains("emptcp_tc_in") && during[0].contains("emptcp_tc_eg"),
+        "{}",
+        during[0]
+    );
+    assert!(during[0].contains("foreign_tc"), "{}", during[0]);
+    assert!(
+        during[1].contains("clsact") && during[1].contains("xdpgeneric"),
+        "{}",
+        during[1]
+    );
+    assert_ne!(before, during);
+    let show = json(p, None, &["show"]);
+    assert_eq!(show["attachments"].as_array().unwrap().len(), 4, "{show:#}");
+
+    // Detach one by one, then the rest with --all.
+    run(p, n, &["detach", "b0", "--hook", "tc-egress"], 0);
+    run(p, n, &["detach", "b0", "--hook", "tc-egress"], 1);
+    run(p, n, &["detach", "--all"], 0);
+    assert!(!p.exists(), "detach --all leaves no pin directory");
+    let after: Vec<String> = ["b0", "x0", "x1"]
+        .iter()
+        .map(|d| device_state(&tb, "b", d))
+        .collect();
+    for (i, dev) in ["b0", "x0", "x1"].iter().enumerate() {
+        assert_eq!(before[i], after[i], "{dev} differs after detach");
+    }
+    assert_eq!(bpffs_before, bpffs_listing());
+    let _ = std::fs::remove_dir_all(tmp);
+}
+
+#[test]
+fn a_new_process_adopts_pinned_state_after_a_kill() {
+    if !emptcp_testbed::root_or_skip() {
+        return;
+    }
+    let tb = topology("cli-adopt");
+    let pins = PinDir::new("adopt");
+    let p = &pins.0;
+    let ns = netns_name(&tb, "b");
+    let n = Some(ns.as_str());
+    let tmp = tempdir("adopt");
+    let count = write_policy(&tmp, "count_all", "tc-ingress");
+    let mark = tmp.join("mark.toml");
+    std::fs::write(
+        &mark,
+        "hook = \"tc-ingress\"\n[[policy]]\nname = \"mark_all\"\nactions = [\"count\", { set_mark = 7 }]\n",
+    )
+    .unwrap();
+
+    run(p, n, &["attach", "b0", "--hook", "tc-ingress"], 0);
+    run(p, n, &["apply", "-f", count.to_str().unwrap(), "b0"], 0);
+    let first = json(p, None, &["show"]);
+    let att = &first["attachments"][0];
+    let (link, prog) = (att["link_id"].clone(), att["prog_id"].clone());
+    assert!(link.as_u64().is_some(), "{first:#}");
+
+    // A process holding the state is killed mid-way.
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_emptcp"))
+        .env("EMPTCP_PIN_DIR", p)
+        .args(["events", "--timeout", "60"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+
+    let hits = |v: &serde_json::Value| {
+        v["attachments"][0]["policies"][0]["packets"]
+            .as_u64()
+            .unwrap()
+    };
+    let client = tb.host("a").unwrap();
+    let server = tb.host("b").unwrap();
+    let send = || {
+        let opts = TransferOpts::new("10.99.0.2".parse().unwrap(), 256 << 10);
+        traffic::transfer(client, server, &opts).expect("transfer through emptcp")
+    };
+    send();
+    let second = json(p, None, &["show"]);
+    assert_eq!(second["attachments"][0]["link_id"], link, "same link");
+    assert_eq!(second["attachments"][0]["prog_id"], prog, "same program");
+    assert_eq!(second["maps"], first["maps"], "same map ids");
+    let h1 = hits(&second);
+    assert!(h1 > 0, "traffic counted after the kill: {second:#}");
+    send();
+    let h2 = hits(&json(p, None, &["show"]));
+    assert!(h2 > h1, "counters keep counting: {h1} then {h2}");
+
+    // A new generation, then back: same link throughout, the old program
+    // and its counters return.
+    run(p, n, &["apply", "-f", mark.to_str().unwrap(), "b0"], 0);
+    let third = json(p, None, &["show"]);
+    assert_eq!(third["attachments"][0]["link_id"], link);
+    assert_eq!(third["attachments"][0]["policies"][0]["name"], "mark_all");
+    assert_eq!(third["attachments"][0]["previous_generation"], 1);
+    let dry = run(
+        p,
+        n,
+        &["apply", "-f", count.to_str().unwrap(), "b0", "--dry-run"],
+        0,
+    );
+    assert!(
+        dry.contains("+ count_all") && dry.contains("- mark_all"),
+        "{dry}"
+    );
+    run(p, n, &["rollback", "b0", "--hook", "tc-ingress"], 0);
+    let fourth = json(p, None, &["show"]);
+    assert_eq!(fourth["attachments"][0]["link_id"], link);
+    assert_eq!(fourth["attachments"][0]["prog_id"], prog);
+    assert_eq!(hits(&fourth), h2, "the rolled-back generation's counters");
+    let stats = json(p, None, &["stats"]);
+    assert!(
+        stats["hooks"]["tc-ingress"]["matched"].as_u64().unwrap() >= h2,
+        "{stats:#}"
+    );
+    assert_eq!(stats["hooks"]["tc-ingress"]["missing_chain"], 0);
+
+    run(p, n, &["detach", "--all"], 0);
+    assert!(!p.exists());
+    let _ = std::fs::remove_dir_all(tmp);
+}
+
+#[test]
+fn state_commands_refuse_bad_input_clearly() {
+    if !emptcp_testbed::root_or_skip() {
+        return;
+    }
+    let tb = topology("cli-bad");
+    let pins = PinDir::new("bad");
+    let p = &pins.0;
+    let ns = netns_name(&tb, "b");
+    let n = Some(ns.as_str());
+    let tmp = tempdir("bad");
+    let policy = write_policy(&tmp, "count_all", "tc-ingress");
+    let f = policy.to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["attach", "nosuchdev", "--hook", "tc-ingress"],
+            "no interface nosuchdev",
+        ),
+        (
+            &["attach", "b0", "--hook", "xdp", "--mode", "tcx"],
+            "cannot serve hook xdp",
+        ),
+        (
+            &["attach", "b0", "--hook", "tc-ingress", "--mode", "bogus"],
+            "unknown attach mode",
+        ),
+        (
+            &["apply", "-f", f, "b0"],
+            "not attached at tc-ingress on b0",
+        ),
+        (
+            &["apply", "-f", f, "b0", "--hook", "xdp"],
+            "the file is for tc-ingress",
+        ),
+        (
+            &["rollback", "b0", "--hook", "tc-ingress"],
+            "no tc-ingress attachment",
+        ),
+    ];
+    for (args, expect) in cases {
+        let out = emptcp_at(p, n, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(expect),
+            "{args:?}: expected '{expect}' in: {err}"
+        );
+    }
+    run(p, n, &["attach", "b0", "--hook", "tc-ingress"], 0);
+    let out = emptcp_at(p, n, &["rollback", "b0", "--hook", "tc-ingress"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no previous generation"));
+    run(p, n, &["detach", "--all"], 0);
+    let _ = std::fs::remove_dir_all(tmp);
+}
+
+fn tempdir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("emptcp-cli-{}-{label}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A policy file with one policy that counts every TCP packet.
+fn write_policy(dir: &Path, name: &str, hook: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!("hook = \"{hook}\"\n[[policy]]\nname = \"{name}\"\nactions = [\"count\"]\n"),
+    )
+    .unwrap();
+    path
+}
+
+/// The namespace name of a testbed host, for `--netns`.
+fn netns_name(tb: &Testbed, host: &str) -> String {
+    let path = tb.host(host).unwrap().netns_path();
+    path.file_name().unwrap().to_string_lossy().into_owned()
+}
