@@ -173,17 +173,52 @@ static __emptcp_inline void __emptcp_mask_addr(__u8 *out, const __u8 *in, __u32 
 /* Every candidate a packet can have: one rule set per shape. */
 #define EMPTCP_CANDS_MAX (EMPTCP_SHAPES_MAX * EMPTCP_RULE_SLOTS)
 
-/* The candidates of the packet being classified, per CPU and hook: a
- * per-CPU array lookup is inlined (~1 ns), and 128 bytes less on the stack
- * keep the entry and its calls within the 512-byte combined limit. */
+/* Where the packet stands in its subflow's and its connection's byte
+ * streams (sequence selectors). */
+struct emptcp_seq_pos {
+	__u64 subflow;  /* valid when has_subflow */
+	__u64 data;     /* valid when has_data */
+	__u8 has_subflow;
+	__u8 has_data;
+};
+
+/*
+ * What the engine works on while it classifies a packet, per CPU and hook:
+ * a per-CPU array lookup is inlined (~1 ns), and it keeps 160 bytes off the
+ * stack (the entry and its calls share 512 bytes). Being map memory, it is
+ * also untracked by the verifier: values kept here (how many candidates,
+ * whether the stream positions are known) do not split verifier states the
+ * way constants on the stack would, so the chain dispatch after them is
+ * verified once, not once per combination.
+ */
+struct emptcp_scratch {
+	__u32 cands[EMPTCP_CANDS_MAX];
+	__u32 n;
+	__u32 pad;
+	struct emptcp_seq_pos pos;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, EMPTCP_HOOK__MAX);
 	__type(key, __u32);
-	__type(value, __u32[EMPTCP_CANDS_MAX]);
+	__type(value, struct emptcp_scratch);
 } emptcp_cands SEC(".maps");
 EMPTCP_BUILD_BUG_ON(EMPTCP_CANDS_MAX & (EMPTCP_CANDS_MAX - 1));
 EMPTCP_BUILD_BUG_ON(EMPTCP_MEMO_MAX > EMPTCP_CANDS_MAX);
+
+/*
+ * `n`, with the verifier's knowledge of it dropped: stored and loaded back
+ * through the scratch map (volatile, so that clang keeps both). Paths that
+ * counted different numbers of candidates then meet as one verifier state;
+ * without this, every later loop and the whole chain dispatch are verified
+ * once per count.
+ */
+static __emptcp_inline __u32 __emptcp_forget(struct emptcp_scratch *scratch, __u32 n)
+{
+	*(volatile __u32 *)&scratch->n = n;
+	return *(volatile __u32 *)&scratch->n;
+}
 
 /*
  * Collects the ids of rules whose flow-invariant key matches into
@@ -249,15 +284,6 @@ static __emptcp_inline __u32 emptcp_classify(const struct emptcp_pkt *pkt, int i
 	}
 	return n;
 }
-
-/* Where the packet stands in its subflow's and its connection's byte
- * streams (sequence selectors). */
-struct emptcp_seq_pos {
-	__u64 subflow;  /* valid when has_subflow */
-	__u64 data;     /* valid when has_data */
-	__u8 has_subflow;
-	__u8 has_data;
-};
 
 static __emptcp_inline int __emptcp_seq_ok(const struct emptcp_rule *r,
 					   const struct emptcp_seq_pos *pos)
@@ -527,20 +553,23 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void 
 					 struct emptcp_subflow_ct *ct)
 {
 	__u32 n, winner, k, ct_version = 0, scratch_key = hook;
-	struct emptcp_seq_pos pos = {};
+	struct emptcp_scratch *scratch;
 	const struct emptcp_rule *rule;
 	int missing = 0, verdict;
 	__u32 *cands;
 	__u64 *hits;
 
-	cands = bpf_map_lookup_elem(&emptcp_cands, &scratch_key);
-	if (!cands)
+	scratch = bpf_map_lookup_elem(&emptcp_cands, &scratch_key);
+	if (!scratch)
 		return EMPTCP_VERDICT_PASS;
+	cands = scratch->cands;
+	scratch->pos.has_subflow = 0;
+	scratch->pos.has_data = 0;
 
 	/* A constant: generations without connection or sequence selectors
 	 * verify none of this. */
 	if (emptcp_cfg.uses_conntrack) {
-		ct = emptcp_ct_position(data, data_end, pkt, ct, &pos);
+		ct = emptcp_ct_position(data, data_end, pkt, ct, &scratch->pos);
 		ct_version = ct ? ct->version : 0;
 	}
 
@@ -557,6 +586,7 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void 
 				cands[k] = flow->memo[k];
 	} else {
 		n = emptcp_classify(pkt, hook != EMPTCP_HOOK_TC_EGRESS, ct, cands);
+		n = __emptcp_forget(scratch, n);
 		if (flow) {
 			flow->memo_generation = emptcp_cfg.generation;
 			flow->memo_ct_version = ct_version;
@@ -569,7 +599,8 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void 
 		if (n > EMPTCP_MEMO_MAX)
 			emptcp_count(hook, EMPTCP_CNT_MEMO_OVERFLOW);
 	}
-	rule = emptcp_select(cands, n, emptcp_pkt_types(pkt), &pos, &winner);
+	n = __emptcp_forget(scratch, n);
+	rule = emptcp_select(cands, n, emptcp_pkt_types(pkt), &scratch->pos, &winner);
 	if (!rule) {
 		emptcp_count(hook, EMPTCP_CNT_NO_POLICY);
 		return EMPTCP_VERDICT_PASS;

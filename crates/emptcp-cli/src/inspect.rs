@@ -47,6 +47,9 @@ struct AttachmentOut {
     mode: AttachMode,
     link_id: Option<u32>,
     prog_id: Option<u32>,
+    /// Instructions the verifier processed for the running program (its
+    /// budget is 1M).
+    verified_insns: Option<u32>,
     generation: Option<u32>,
     previous_generation: Option<u32>,
     policy_file: Option<String>,
@@ -127,6 +130,7 @@ pub fn show(opts: &StateOpts, args: &ShowArgs) -> Result<ExitCode> {
 
 fn describe_attachment(a: &Attachment) -> Result<AttachmentOut> {
     let g = a.generation();
+    let info = g.map(|g| g.program_info()).transpose()?;
     let file = g.and_then(|g| g.source()).map(|s| s.file.clone());
     let (stages, policies) = match g {
         Some(g) => policies_of(g)?,
@@ -139,7 +143,8 @@ fn describe_attachment(a: &Attachment) -> Result<AttachmentOut> {
         hook: a.hook,
         mode: a.mode,
         link_id: a.link_id(),
-        prog_id: g.map(|g| g.program_info()).transpose()?.map(|i| i.id),
+        prog_id: info.as_ref().map(|i| i.id),
+        verified_insns: info.as_ref().map(|i| i.verified_insns),
         generation: g.map(Generation::number),
         previous_generation: a.previous_generation(),
         policy_file: file,

@@ -2,64 +2,17 @@
 //! rollback / detach, each a new `emptcp` process working on pinned state in
 //! a bpffs directory of its own, on veth devices in namespaces of its own.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::{PinDir, emptcp_at, json, netns_name, run, tempdir};
 
 use emptcp::netns::NetnsGuard;
 use emptcp::{Hook, tcx_programs};
 use emptcp_testbed::traffic::{self, TransferOpts};
 use emptcp_testbed::{LinkEnd, LinkSpec, Testbed, Topology};
-
-/// A pin directory of this test; removed (with `detach --all`, then by
-/// hand if that failed) when dropped.
-struct PinDir(PathBuf);
-
-impl PinDir {
-    fn new(label: &str) -> PinDir {
-        let dir = PathBuf::from(format!(
-            "/sys/fs/bpf/emptcp-test-{}-{label}",
-            std::process::id()
-        ));
-        PinDir(dir)
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        if self.0.exists() {
-            let _ = emptcp_at(&self.0, None, &["detach", "--all"]);
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn emptcp_at(pins: &Path, netns: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_emptcp"));
-    cmd.env("EMPTCP_PIN_DIR", pins);
-    if let Some(ns) = netns {
-        cmd.args(["--netns", ns]);
-    }
-    cmd.args(args).output().expect("running emptcp")
-}
-
-/// Runs emptcp and expects exit status `code`; returns stdout.
-fn run(pins: &Path, netns: Option<&str>, args: &[&str], code: i32) -> String {
-    let out = emptcp_at(pins, netns, args);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "emptcp {args:?}: stdout {}\nstderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-fn json(pins: &Path, netns: Option<&str>, args: &[&str]) -> serde_json::Value {
-    let mut a = args.to_vec();
-    a.push("--json");
-    serde_json::from_str(&run(pins, netns, &a, 0)).expect("JSON output")
-}
 
 /// Two hosts, one veth link: a0 (10.99.0.1) -- b0 (10.99.0.2), plus a spare
 /// veth pair x0 -- x1 inside b.
@@ -104,13 +57,15 @@ fn device_state(tb: &Testbed, host: &str, dev: &str) -> String {
     out
 }
 
+/// What this test's process has in /sys/fs/bpf. The machine is shared:
+/// entries of other processes come and go, so only ours are compared.
 fn bpffs_listing() -> Vec<String> {
+    let ours = format!("emptcp-test-{}-att", std::process::id());
     let mut v: Vec<String> = std::fs::read_dir("/sys/fs/bpf")
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        // Other tests of this process run beside this one.
-        .filter(|n| !n.starts_with(&format!("emptcp-test-{}-", std::process::id())))
+        .filter(|n| n.starts_with(&ours))
         .collect();
     v.sort();
     v
@@ -135,7 +90,7 @@ fn attach_then_detach_leaves_devices_exactly_as_before() {
     let tb = topology("cli-att");
     let pins = PinDir::new("att");
     let b = tb.host("b").unwrap();
-    let ns = netns_name(&tb, "b");
+    let ns = netns_name(tb.host("b").unwrap());
     let tmp = tempdir("att");
     let obj = foreign_object_file(&tmp);
     let obj_s = obj.to_str().unwrap();
@@ -256,7 +211,6 @@ fn attach_then_detach_leaves_devices_exactly_as_before() {
         assert_eq!(before[i], after[i], "{dev} differs after detach");
     }
     assert_eq!(bpffs_before, bpffs_listing());
-    let _ = std::fs::remove_dir_all(tmp);
 }
 
 #[test]
@@ -267,7 +221,7 @@ fn a_new_process_adopts_pinned_state_after_a_kill() {
     let tb = topology("cli-adopt");
     let pins = PinDir::new("adopt");
     let p = &pins.0;
-    let ns = netns_name(&tb, "b");
+    let ns = netns_name(tb.host("b").unwrap());
     let n = Some(ns.as_str());
     let tmp = tempdir("adopt");
     let count = write_policy(&tmp, "count_all", "tc-ingress");
@@ -348,7 +302,6 @@ fn a_new_process_adopts_pinned_state_after_a_kill() {
 
     run(p, n, &["detach", "--all"], 0);
     assert!(!p.exists());
-    let _ = std::fs::remove_dir_all(tmp);
 }
 
 #[test]
@@ -359,7 +312,7 @@ fn state_commands_refuse_bad_input_clearly() {
     let tb = topology("cli-bad");
     let pins = PinDir::new("bad");
     let p = &pins.0;
-    let ns = netns_name(&tb, "b");
+    let ns = netns_name(tb.host("b").unwrap());
     let n = Some(ns.as_str());
     let tmp = tempdir("bad");
     let policy = write_policy(&tmp, "count_all", "tc-ingress");
@@ -403,13 +356,6 @@ fn state_commands_refuse_bad_input_clearly() {
     let out = emptcp_at(p, n, &["rollback", "b0", "--hook", "tc-ingress"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no previous generation"));
     run(p, n, &["detach", "--all"], 0);
-    let _ = std::fs::remove_dir_all(tmp);
-}
-
-fn tempdir(label: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("emptcp-cli-{}-{label}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A policy file with one policy that counts every TCP packet.
@@ -421,10 +367,4 @@ fn write_policy(dir: &Path, name: &str, hook: &str) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-/// The namespace name of a testbed host, for `--netns`.
-fn netns_name(tb: &Testbed, host: &str) -> String {
-    let path = tb.host(host).unwrap().netns_path();
-    path.file_name().unwrap().to_string_lossy().into_owned()
 }

@@ -494,3 +494,51 @@ fn every_example_policy_compiles_for_its_hook() {
         assert!(compiled.rule_count() > 0, "{}", path.display());
     }
 }
+
+/// Compiling is not enough: each example's generation must pass the
+/// verifier (a generation with connection, sequence and packet-type stages
+/// once took 1M instructions), with its plugins, taken from the objects
+/// built from bpf/plugins/ under the name the example gives.
+#[test]
+fn every_example_policy_passes_the_verifier() {
+    if !emptcp_testbed::root_or_skip() {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    let mut dp = emptcp::Dataplane::load().unwrap();
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let file = policy_file::load(&path, &resolver).unwrap();
+        let specs: Vec<emptcp::plugin::PluginSpec> = file
+            .plugins
+            .iter()
+            .map(|d| {
+                let object = d.object.file_name().unwrap().to_string_lossy();
+                let stem = object.split('.').next().unwrap();
+                let bytes = emptcp::testing::object_bytes(&format!("plugins/{stem}"))
+                    .unwrap_or_else(|| panic!("{name}: no plugin object {object}"));
+                let spec = emptcp::plugin::PluginSpec::new(&d.name, bytes, &d.program);
+                match &d.rodata {
+                    Some(r) => spec.rodata(r.clone()),
+                    None => spec,
+                }
+            })
+            .collect();
+        let refs: Vec<_> = specs.iter().collect();
+        let g = dp
+            .load_generation(&file.compile(None).unwrap(), &refs)
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let info = g.program_info().unwrap();
+        eprintln!(
+            "{name:<22} {:>8} verified instructions",
+            info.verified_insns
+        );
+        assert!(info.verified_insns < 1_000_000);
+    }
+}

@@ -561,6 +561,9 @@ pub struct SenderOpts {
     pub io_timeout: Duration,
     /// Deadline for the whole transfer, from `socket()` to the verdict.
     pub timeout: Duration,
+    /// IP TOS / IPv6 traffic class of every subflow (`None`: the default);
+    /// the DSCP is its upper six bits.
+    pub tos: Option<u8>,
     /// Checks that make the run fail.
     pub expect: Expect,
 }
@@ -575,6 +578,7 @@ impl SenderOpts {
             seed: 1,
             io_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(120),
+            tos: None,
             expect: Expect::default(),
         }
     }
@@ -679,6 +683,14 @@ fn send_in_netns(opts: &SenderOpts) -> Result<SenderReport> {
     set_timeval(&fd, libc::SO_RCVTIMEO, opts.io_timeout)?;
     if let Some(ip) = opts.bind {
         bind(&fd, &SocketAddr::new(ip, 0)).with_context(|| format!("binding to {ip}"))?;
+    }
+    if let Some(tos) = opts.tos {
+        // MPTCP hands IP_TOS / IPV6_TCLASS on to every subflow (Linux 5.17+).
+        let (level, name) = match family {
+            Family::V4 => (libc::IPPROTO_IP, libc::IP_TOS),
+            Family::V6 => (libc::IPPROTO_IPV6, libc::IPV6_TCLASS),
+        };
+        set_int_opt(&fd, level, name, i32::from(tos)).context("setting the TOS")?;
     }
     let start = Instant::now();
     let deadline = start + opts.timeout;
@@ -904,6 +916,10 @@ pub struct TransferOpts {
     pub seed: u64,
     /// Local address for the sender to bind (`None`: routing decides).
     pub bind: Option<IpAddr>,
+    /// The receiver's port (0: a free one).
+    pub port: u16,
+    /// The sender's TOS ([`SenderOpts::tos`]).
+    pub tos: Option<u8>,
     /// Deadline for the whole transfer.
     pub timeout: Duration,
     /// Checks that make the run fail.
@@ -918,9 +934,23 @@ impl TransferOpts {
             bytes,
             seed: 1,
             bind: None,
+            port: 0,
+            tos: None,
             timeout: Duration::from_secs(120),
             expect: Expect::default(),
         }
+    }
+
+    /// Listens on `port` instead of a free one.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Sends with IP TOS `tos` (DSCP << 2).
+    pub fn tos(mut self, tos: u8) -> Self {
+        self.tos = Some(tos);
+        self
     }
 
     /// Fails the run unless `n` subflows carried data.
@@ -945,6 +975,7 @@ pub fn transfer(client: &Host, server: &Host, opts: &TransferOpts) -> Result<Tra
         server,
         ReceiverOpts {
             family: Family::of(&opts.server_ip),
+            port: opts.port,
             io_timeout: opts.timeout.min(Duration::from_secs(30)),
             ..Default::default()
         },
@@ -953,6 +984,7 @@ pub fn transfer(client: &Host, server: &Host, opts: &TransferOpts) -> Result<Tra
         SenderOpts::new(SocketAddr::new(opts.server_ip, receiver.port()), opts.bytes);
     sender_opts.seed = opts.seed;
     sender_opts.bind = opts.bind;
+    sender_opts.tos = opts.tos;
     sender_opts.timeout = opts.timeout;
     sender_opts.expect = opts.expect;
     let sender = send(client, &sender_opts)?;
