@@ -1,0 +1,126 @@
+//! An MPTCP connection held open between two hosts, both ends in the caller's hands.
+//!
+//! For tests that act on a live connection (path-manager commands naming it by token, subflow
+//! changes) and then move bytes over it; [`super::transfer`] opens and closes its connection
+//! inside one call.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use super::sockopt::{self, MptcpInfo, SubflowInfo};
+use super::{bind, connect, fill_stream, mptcp_socket, set_int_opt, wildcard};
+use crate::host::Host;
+use crate::topology::Family;
+
+/// Both ends of one MPTCP connection; dropping it closes them.
+#[derive(Debug)]
+pub struct HeldConnection {
+    /// The connecting end (in the client host).
+    pub client: TcpStream,
+    /// The accepted end (in the server host).
+    pub server: TcpStream,
+    /// The server's listening address (`server_ip:port`).
+    pub target: SocketAddr,
+    sent: u64,
+}
+
+impl HeldConnection {
+    /// Listens on `server` (wildcard address, free port), connects from `client` to
+    /// `server_ip` (from `bind` when given) and accepts. Fails unless both ends are MPTCP.
+    pub fn open(
+        client: &Host,
+        server: &Host,
+        server_ip: IpAddr,
+        bind_ip: Option<IpAddr>,
+    ) -> Result<HeldConnection> {
+        let family = Family::of(&server_ip);
+        let listener = server
+            .run(move || -> std::io::Result<TcpListener> {
+                let fd = mptcp_socket(family)?;
+                set_int_opt(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+                bind(&fd, &wildcard(family, 0))?;
+                // SAFETY: plain syscall on a valid socket.
+                super::check(unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&fd), 1) })?;
+                Ok(TcpListener::from(fd))
+            })?
+            .with_context(|| format!("listening for MPTCP on host {}", server.name()))?;
+        let target = SocketAddr::new(server_ip, listener.local_addr()?.port());
+        let client_stream = client
+            .run(move || -> std::io::Result<TcpStream> {
+                let fd = mptcp_socket(family)?;
+                if let Some(ip) = bind_ip {
+                    bind(&fd, &SocketAddr::new(ip, 0))?;
+                }
+                connect(&fd, &target)?;
+                Ok(TcpStream::from(fd))
+            })?
+            .with_context(|| format!("connecting from host {} to {target}", client.name()))?;
+        let (server_stream, _) = listener.accept().context("accepting the connection")?;
+        for s in [&client_stream, &server_stream] {
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            s.set_write_timeout(Some(Duration::from_secs(10)))?;
+        }
+        let held = HeldConnection {
+            client: client_stream,
+            server: server_stream,
+            target,
+            sent: 0,
+        };
+        for (end, info) in [
+            ("client", held.client_info()?),
+            ("server", held.server_info()?),
+        ] {
+            if info.fallback() {
+                bail!("the {end} end of {target} fell back to TCP");
+            }
+        }
+        Ok(held)
+    }
+
+    /// `MPTCP_INFO` of the client end (its `token` is the client's local token).
+    pub fn client_info(&self) -> Result<MptcpInfo> {
+        sockopt::mptcp_info(self.client.as_fd()).context("MPTCP_INFO of the client end")
+    }
+
+    /// `MPTCP_INFO` of the server end.
+    pub fn server_info(&self) -> Result<MptcpInfo> {
+        sockopt::mptcp_info(self.server.as_fd()).context("MPTCP_INFO of the server end")
+    }
+
+    /// The client end's subflows with their counters.
+    pub fn client_subflows(&self) -> Result<Vec<SubflowInfo>> {
+        sockopt::subflows(self.client.as_fd()).context("subflows of the client end")
+    }
+
+    /// Sends `bytes` of the testbed stream from the client and reads them back on the server
+    /// (in the calling thread, chunk by chunk, so no buffer fills up), checking every byte.
+    pub fn client_to_server(&mut self, bytes: u64) -> Result<()> {
+        const CHUNK: usize = 64 * 1024;
+        let (mut out, mut back) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+        let mut done = 0;
+        while done < bytes {
+            let n = ((bytes - done) as usize).min(CHUNK);
+            fill_stream(1, self.sent + done, &mut out[..n]);
+            self.client
+                .write_all(&out[..n])
+                .with_context(|| format!("sending after {done} of {bytes} bytes"))?;
+            self.server
+                .read_exact(&mut back[..n])
+                .with_context(|| format!("receiving after {done} of {bytes} bytes"))?;
+            if out[..n] != back[..n] {
+                bail!(
+                    "bytes {}..{} arrived altered",
+                    self.sent + done,
+                    self.sent + done + n as u64
+                );
+            }
+            done += n as u64;
+        }
+        self.sent += bytes;
+        Ok(())
+    }
+}
