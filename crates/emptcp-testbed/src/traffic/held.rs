@@ -25,6 +25,9 @@ pub struct HeldConnection {
     pub server: TcpStream,
     /// The server's listening address (`server_ip:port`).
     pub target: SocketAddr,
+    /// Kept open: the kernel answers MP_JOIN SYNs on the listener, so closing it would refuse
+    /// every further subflow.
+    _listener: TcpListener,
     sent: u64,
 }
 
@@ -68,6 +71,7 @@ impl HeldConnection {
             client: client_stream,
             server: server_stream,
             target,
+            _listener: listener,
             sent: 0,
         };
         for (end, info) in [
@@ -96,30 +100,49 @@ impl HeldConnection {
         sockopt::subflows(self.client.as_fd()).context("subflows of the client end")
     }
 
-    /// Sends `bytes` of the testbed stream from the client and reads them back on the server
-    /// (in the calling thread, chunk by chunk, so no buffer fills up), checking every byte.
+    /// Sends `bytes` of the testbed stream from the client (on a second thread, so the whole
+    /// window can be in flight) while the calling thread reads them on the server, checking
+    /// every byte.
     pub fn client_to_server(&mut self, bytes: u64) -> Result<()> {
         const CHUNK: usize = 64 * 1024;
-        let (mut out, mut back) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
-        let mut done = 0;
-        while done < bytes {
-            let n = ((bytes - done) as usize).min(CHUNK);
-            fill_stream(1, self.sent + done, &mut out[..n]);
-            self.client
-                .write_all(&out[..n])
-                .with_context(|| format!("sending after {done} of {bytes} bytes"))?;
-            self.server
-                .read_exact(&mut back[..n])
-                .with_context(|| format!("receiving after {done} of {bytes} bytes"))?;
-            if out[..n] != back[..n] {
-                bail!(
-                    "bytes {}..{} arrived altered",
-                    self.sent + done,
-                    self.sent + done + n as u64
-                );
+        let start = self.sent;
+        let mut writer = self.client.try_clone().context("cloning the client end")?;
+        std::thread::scope(|scope| -> Result<()> {
+            let sending = scope.spawn(move || -> Result<()> {
+                let mut out = vec![0u8; CHUNK];
+                let mut done = 0;
+                while done < bytes {
+                    let n = ((bytes - done) as usize).min(CHUNK);
+                    fill_stream(1, start + done, &mut out[..n]);
+                    writer
+                        .write_all(&out[..n])
+                        .with_context(|| format!("sending after {done} of {bytes} bytes"))?;
+                    done += n as u64;
+                }
+                Ok(())
+            });
+            let (mut expected, mut back) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+            let mut done = 0;
+            while done < bytes {
+                let n = ((bytes - done) as usize).min(CHUNK);
+                self.server
+                    .read_exact(&mut back[..n])
+                    .with_context(|| format!("receiving after {done} of {bytes} bytes"))?;
+                fill_stream(1, start + done, &mut expected[..n]);
+                if expected[..n] != back[..n] {
+                    bail!(
+                        "bytes {}..{} arrived altered",
+                        start + done,
+                        start + done + n as u64
+                    );
+                }
+                done += n as u64;
             }
-            done += n as u64;
-        }
+            match sending.join() {
+                Ok(result) => result,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })?;
         self.sent += bytes;
         Ok(())
     }
