@@ -206,16 +206,9 @@ impl PathManager {
     /// Userspace PM: closes the subflow `local -> remote` of connection `token`
     /// (`SUBFLOW_DESTROY`); both ports are needed to find it.
     pub fn subflow_destroy(&mut self, subflow: Subflow) -> Result<()> {
-        let mut attrs = AttrWriter::new();
-        attrs
-            .put_u32(attr::TOKEN, subflow.token)
-            .nested(attr::ADDR, socket_address(subflow.local))
-            .nested(attr::ADDR_REMOTE, socket_address(subflow.remote));
+        let attrs = subflow.encode(socket_address(subflow.local));
         self.call(cmd::SUBFLOW_DESTROY, false, attrs, &|| {
-            format!(
-                "destroying subflow {} -> {} of connection {:#010x}",
-                subflow.local, subflow.remote, subflow.token
-            )
+            format!("destroying subflow {subflow}")
         })?;
         Ok(())
     }
@@ -226,22 +219,15 @@ impl PathManager {
         let mut local = socket_address(subflow.local);
         let flags = if backup { EndpointFlags::BACKUP.0 } else { 0 };
         local.put_u32(addr_attr::FLAGS, flags);
-        let mut attrs = AttrWriter::new();
-        attrs
-            .put_u32(attr::TOKEN, subflow.token)
-            .nested(attr::ADDR, local)
-            .nested(attr::ADDR_REMOTE, socket_address(subflow.remote));
-        self.call(cmd::SET_FLAGS, false, attrs, &|| {
-            format!(
-                "setting backup={backup} on subflow {} -> {} of connection {:#010x}",
-                subflow.local, subflow.remote, subflow.token
-            )
+        self.call(cmd::SET_FLAGS, false, subflow.encode(local), &|| {
+            format!("setting backup={backup} on subflow {subflow}")
         })?;
         Ok(())
     }
 
-    /// Subscribes to `mptcp_pm_events` in this client's namespace... with a new socket opened
-    /// in the *calling thread's* namespace, which must be the same one (the usual case).
+    /// Subscribes to `mptcp_pm_events` with a new socket. Like [`PathManager::open`], it
+    /// listens in the calling thread's network namespace: call it where this client was
+    /// opened.
     pub fn subscribe(&self) -> Result<Events> {
         let group = self.family.group(MPTCP_PM_EV_GRP_NAME)?;
         let sock = GenlSocket::open()?;
@@ -250,6 +236,28 @@ impl PathManager {
             sock,
             family: self.family.id,
         })
+    }
+}
+
+impl Subflow {
+    /// Token, the local address body given, and the remote address.
+    fn encode(&self, local: AttrWriter) -> AttrWriter {
+        let mut attrs = AttrWriter::new();
+        attrs
+            .put_u32(attr::TOKEN, self.token)
+            .nested(attr::ADDR, local)
+            .nested(attr::ADDR_REMOTE, socket_address(self.remote));
+        attrs
+    }
+}
+
+impl std::fmt::Display for Subflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} -> {} of connection {:#010x}",
+            self.local, self.remote, self.token
+        )
     }
 }
 

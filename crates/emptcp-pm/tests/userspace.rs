@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{events_until, subscribe, wait_for, with_pm};
 use emptcp_pm::{EventKind, Subflow};
 use emptcp_testbed::presets::{TwoPathOpts, two_path};
-use emptcp_testbed::traffic::{HeldConnection, SenderReport};
+use emptcp_testbed::traffic::SenderReport;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -21,13 +21,7 @@ fn announce_and_remove_reach_the_peer() {
     let tp = two_path("pmua", TwoPathOpts::default()).unwrap();
     tp.server.sysctl_set("net.mptcp.pm_type", "1").unwrap();
     let mut client_events = subscribe(&tp.client).unwrap();
-    let mut conn = HeldConnection::open(
-        &tp.client,
-        &tp.server,
-        tp.server_addr(),
-        Some(tp.client_addr(1)),
-    )
-    .unwrap();
+    let mut conn = tp.hold_connection().unwrap();
     let client_token = conn.client_info().unwrap().token;
     let server_token = conn.server_info().unwrap().token;
     conn.client_to_server(256 << 10).unwrap();
@@ -83,13 +77,7 @@ fn subflow_create_joins_carries_data_and_destroy_closes_it() {
     let tp = two_path("pmus", TwoPathOpts::default()).unwrap();
     tp.client.sysctl_set("net.mptcp.pm_type", "1").unwrap();
     let mut server_events = subscribe(&tp.server).unwrap();
-    let mut conn = HeldConnection::open(
-        &tp.client,
-        &tp.server,
-        tp.server_addr(),
-        Some(tp.client_addr(1)),
-    )
-    .unwrap();
+    let mut conn = tp.hold_connection().unwrap();
     let token = conn.client_info().unwrap().token;
     conn.client_to_server(256 << 10).unwrap();
     // Control: under the userspace PM the client's c2 `subflow` endpoint opens nothing.
