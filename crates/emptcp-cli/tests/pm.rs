@@ -3,9 +3,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use emptcp_testbed::presets::{TwoPath, TwoPathOpts, two_path};
-use emptcp_testbed::traffic::{TransferOpts, transfer};
 
 fn pm(tp_host: &emptcp_testbed::Host, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_emptcp"))
@@ -191,12 +191,14 @@ fn events_print_json_lines_for_a_real_connection() {
         "{first}"
     );
 
-    let report = transfer(
-        &tp.client,
-        &tp.server,
-        &TransferOpts::new(tp.server_addr(), 1 << 20).expect_subflows_with_data(1),
-    )
-    .unwrap();
+    // Held until its join is up, then closed: the four events of a two-subflow connection.
+    let mut conn = tp.hold_connection().unwrap();
+    conn.client_to_server(64 << 10).unwrap();
+    conn.wait_client_subflows(2, Duration::from_secs(10))
+        .unwrap();
+    let token = conn.client_info().unwrap().token;
+    let (local, remote) = (conn.client.local_addr().unwrap(), conn.target);
+    drop(conn);
     let out = watch.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)
@@ -214,10 +216,11 @@ fn events_print_json_lines_for_a_real_connection() {
         "{events:#?}"
     );
     for e in &events {
-        assert_eq!(e["token"], report.sender.mptcp.token, "{e}");
+        assert_eq!(e["token"], token, "{e}");
     }
-    assert_eq!(events[0]["saddr"], report.sender.local.ip().to_string());
-    assert_eq!(events[0]["dport"], report.sender.remote.port());
+    assert_eq!(events[0]["saddr"], local.ip().to_string());
+    assert_eq!(events[0]["sport"], local.port());
+    assert_eq!(events[0]["dport"], remote.port());
     assert_eq!(events[2]["saddr"], tp.client_addr(2).to_string());
 }
 
@@ -237,13 +240,10 @@ fn announce_by_token_reaches_the_client() {
         &["announce", "--token", &token, "--id", "4", "10.77.4.1"],
     ));
     conn.client_to_server(64 << 10).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while tp.client.nstat().unwrap().get("MPTcpExtAddAddr") == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no ADD_ADDR reached the client"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(Instant::now() < deadline, "no ADD_ADDR reached the client");
+        std::thread::sleep(Duration::from_millis(20));
     }
     ok(pm(&tp.server, &["remove", "--token", &token, "--id", "4"]));
     // The client runs the in-kernel PM: a command on its connection is refused in the

@@ -100,6 +100,26 @@ impl HeldConnection {
         sockopt::subflows(self.client.as_fd()).context("subflows of the client end")
     }
 
+    /// Waits until the client end has `n` subflows (joins open once the connection is fully
+    /// established, asynchronously), polling every 10 ms for at most `limit`.
+    pub fn wait_client_subflows(&self, n: usize, limit: Duration) -> Result<Vec<SubflowInfo>> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let subflows = self.client_subflows()?;
+            if subflows.len() >= n {
+                return Ok(subflows);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "{} of {n} subflows after {limit:?} on the connection to {}",
+                    subflows.len(),
+                    self.target
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends `bytes` of the testbed stream from the client (on a second thread, so the whole
     /// window can be in flight) while the calling thread reads them on the server, checking
     /// every byte.
