@@ -158,6 +158,7 @@ impl GenlSocket {
                 io::Error::last_os_error(),
             ));
         }
+        tracing::trace!(family, cmd, seq = self.seq, len, "netlink request sent");
         Ok(self.seq)
     }
 
@@ -292,7 +293,7 @@ impl GenlSocket {
     ) -> Result<Option<GenlMessage>> {
         loop {
             if let Some(msg) = self.queue.pop_front() {
-                if msg.kind < 0x10 {
+                if msg.kind < NLMSG_MIN_TYPE {
                     // Control messages (NOOP, ERROR, DONE) belong to no event.
                     continue;
                 }

@@ -169,6 +169,8 @@ pub mod nl {
     pub const NLMSG_DONE: u16 = 3;
     /// `NLMSG_OVERRUN`.
     pub const NLMSG_OVERRUN: u16 = 4;
+    /// `NLMSG_MIN_TYPE`: types below it are netlink control messages, not a family's.
+    pub const NLMSG_MIN_TYPE: u16 = 0x10;
 
     /// `NLM_F_REQUEST`.
     pub const NLM_F_REQUEST: u16 = 0x01;
