@@ -20,6 +20,7 @@ pub const EXAMPLES: &str = "Examples:\n  \
     emptcp pm limits --subflows 2 --add-addr-accepted 2\n  \
     emptcp pm --netns srv events --json --count 4 --timeout 30\n  \
     emptcp pm announce --token 0x1d53c012 --id 5 10.0.4.1          (pm_type=1)\n  \
+    emptcp pm endpoints --token 0x1d53c012\n  \
     emptcp pm subflow create --token 0x1d53c012 --id 2 10.0.2.1 10.0.3.1:8080\n  \
     emptcp pm subflow destroy --token 0x1d53c012 10.0.2.1:40000 10.0.3.1:8080\n\n\
     Exit status: 0 success; 1 `events` stopped by --timeout before --count events;\n\
@@ -34,8 +35,12 @@ pub struct PmArgs {
 
 #[derive(Subcommand)]
 enum PmCommand {
-    /// List the in-kernel path manager's endpoints.
+    /// List the in-kernel path manager's endpoints, or (--token) the addresses of one
+    /// connection of the userspace PM.
     Endpoints {
+        /// Userspace PM: the local addresses of this connection instead.
+        #[arg(long, value_parser = parse_token)]
+        token: Option<u32>,
         /// Print a JSON array.
         #[arg(long)]
         json: bool,
@@ -192,7 +197,13 @@ pub fn run(state: &StateOpts, args: &PmArgs) -> Result<ExitCode> {
     let _netns = state.enter_netns()?;
     let mut pm = PathManager::open()?;
     match &args.command {
-        PmCommand::Endpoints { json } => print_endpoints(&pm.endpoints()?, *json)?,
+        PmCommand::Endpoints { token, json } => {
+            let endpoints = match token {
+                Some(t) => pm.connection_endpoints(*t)?,
+                None => pm.endpoints()?,
+            };
+            print_endpoints(&endpoints, *json)?
+        }
         PmCommand::Add(a) => {
             let ifindex = a
                 .dev

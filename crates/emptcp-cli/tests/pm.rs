@@ -245,6 +245,11 @@ fn announce_by_token_reaches_the_client() {
         assert!(Instant::now() < deadline, "no ADD_ADDR reached the client");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let listed = lines(&ok(pm(&tp.server, &["endpoints", "--token", &token])));
+    assert!(
+        listed.contains(&"10.77.4.1 id 4 signal".to_owned()),
+        "{listed:?}"
+    );
     ok(pm(&tp.server, &["remove", "--token", &token, "--id", "4"]));
     // The client runs the in-kernel PM: a command on its connection is refused in the
     // kernel's words.

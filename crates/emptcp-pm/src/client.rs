@@ -66,6 +66,18 @@ impl PathManager {
         replies.iter().map(|m| decode_endpoint(&m.attrs)).collect()
     }
 
+    /// Userspace PM: the local addresses connection `token` uses or announced (`GET_ADDR`
+    /// dump with a token); the address of the initial subflow appears once it is in use
+    /// under an id, flagged `implicit`.
+    pub fn connection_endpoints(&mut self, token: u32) -> Result<Vec<Endpoint>> {
+        let mut attrs = AttrWriter::new();
+        attrs.put_u32(attr::TOKEN, token);
+        let replies = self.call(cmd::GET_ADDR, true, attrs, &|| {
+            format!("listing the addresses of connection {token:#010x}")
+        })?;
+        replies.iter().map(|m| decode_endpoint(&m.attrs)).collect()
+    }
+
     /// Adds an endpoint (`ADD_ADDR`); with `id` 0 the kernel picks the id.
     pub fn add_endpoint(&mut self, endpoint: &Endpoint) -> Result<()> {
         let mut attrs = AttrWriter::new();

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{events_until, subscribe, wait_for, with_pm};
-use emptcp_pm::{EventKind, Subflow};
+use emptcp_pm::{EndpointFlags, EventKind, Subflow};
 use emptcp_testbed::presets::{TwoPathOpts, two_path};
 use emptcp_testbed::traffic::SenderReport;
 
@@ -43,6 +43,14 @@ fn announce_and_remove_reach_the_peer() {
     assert_eq!(e.token, Some(client_token));
     assert_eq!(e.rem_id, Some(7));
     assert_eq!(e.daddr, Some(s4));
+    // The server's userspace PM lists what it announced on that connection.
+    let listed = with_pm(&tp.server, |pm| pm.connection_endpoints(server_token)).unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|e| e.id == 7 && e.addr == s4 && e.flags.contains(EndpointFlags::SIGNAL)),
+        "{listed:?}"
+    );
 
     with_pm(&tp.server, |pm| pm.remove(server_token, 7)).unwrap();
     wait_for(LIMIT, "MPTcpExtRmAddr on the client", || {
