@@ -12,6 +12,7 @@ mod bench;
 mod check;
 mod demo;
 mod inspect;
+mod pm;
 mod replay;
 mod state;
 
@@ -81,6 +82,10 @@ enum Command {
     /// one hook under a policy file, and write the resulting packets.
     #[command(after_help = replay::EXAMPLES)]
     Replay(replay::ReplayArgs),
+    /// The kernel's MPTCP path manager (generic netlink `mptcp_pm`): endpoints, limits,
+    /// events, and userspace-PM commands on a connection by token.
+    #[command(after_help = pm::EXAMPLES)]
+    Pm(pm::PmArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::Pm(args) => pm::run(st, &args),
     };
     match result {
         Ok(code) => code,

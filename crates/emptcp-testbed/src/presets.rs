@@ -10,6 +10,7 @@ use crate::topology::{
     EndpointFlags, Family, LinkEnd, LinkSpec, MptcpEndpoint, MptcpLimits, RateLimit, Route, Rule,
     Testbed, Topology,
 };
+use crate::traffic::HeldConnection;
 
 /// Options of [`two_path`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -142,6 +143,17 @@ impl TwoPath {
             .flat_map(|f| [(1, ip(f, 1, 1)), (2, ip(f, 2, 1))])
             .find(|(_, a)| *a == addr)
             .map(|(p, _)| p)
+    }
+
+    /// An MPTCP connection held open from the client's path-1 address to the server, for
+    /// tests that act on a live connection (see [`HeldConnection`]).
+    pub fn hold_connection(&self) -> Result<HeldConnection> {
+        HeldConnection::open(
+            &self.client,
+            &self.server,
+            self.server_addr(),
+            Some(self.client_addr(1)),
+        )
     }
 
     /// Interface index of one of the router's interfaces (`"r1"`..`"r4"`).

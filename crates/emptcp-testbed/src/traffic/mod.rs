@@ -10,6 +10,7 @@
 //!
 //! Every blocking call has a timeout (`SO_RCVTIMEO` / `SO_SNDTIMEO`) and every loop a deadline.
 
+mod held;
 pub mod sockopt;
 
 use std::io::{self, Read, Write};
@@ -24,6 +25,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use held::HeldConnection;
 pub use sockopt::{MptcpInfo, SubflowInfo};
 
 use crate::host::Host;
