@@ -71,6 +71,37 @@ const SHARED_MAPS: &[&str] = &[
 /// it detaches everything it attached. Opened with [`Dataplane::open_pinned`],
 /// it keeps its maps, links and generations in bpffs, adopts what an earlier
 /// process left there, and detaches only when told to.
+///
+/// The paper's flow (select, act, attach), with the policy built by the API
+/// ([`crate::policy`]) and applied to a pinned data plane; needs root:
+///
+/// ```no_run
+/// use std::path::Path;
+/// use emptcp::policy::{Action, ActionChain, Combine, Policy, PolicySet, Selector, SelectorChain, SelectorKind};
+/// use emptcp::pins::PolicySource;
+/// use emptcp::{Dataplane, Hook, LoadOptions};
+///
+/// let mut sc = SelectorChain::new();
+/// sc.add(SelectorKind::Src, Combine::And);
+/// let mut ac = ActionChain::new();
+/// ac.add(Action::Count).add(Action::SetMark(2));
+/// let mut p = Policy::new("path2", ac);
+/// p.select(0, Selector::Src("10.77.2.0/24".parse()?));
+/// let set = PolicySet { selectors: sc, policies: vec![p] };
+///
+/// let mut dp = Dataplane::open_pinned(Path::new("/sys/fs/bpf/emptcp"), &LoadOptions::default())?;
+/// let ifindex = emptcp::netns::interface_index("eth0")?;
+/// dp.attach(Hook::TcIngress, ifindex)?;
+/// let mut generation = dp.load_generation(&set.compile(Hook::TcIngress)?, &[])?;
+/// // A pinned generation records its policy file (here the one the set
+/// // renders to) so that later processes read its counters by name.
+/// generation.set_source(PolicySource::from_set("path2", &set, Hook::TcIngress));
+/// dp.apply(ifindex, generation)?;
+/// for (policy, packets) in dp.attachments()[0].generation().unwrap().policy_hits()? {
+///     println!("{policy}: {packets} packets");
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Dataplane {
     obj: Object,
     attachments: Vec<Attachment>,

@@ -170,6 +170,16 @@ pub struct PolicySource {
 }
 
 impl PolicySource {
+    /// The source of a set built with the API: the policy file it renders
+    /// to ([`policy_file::render`]), named `name`.
+    pub fn from_set(name: &str, set: &crate::policy::PolicySet, hook: Hook) -> PolicySource {
+        PolicySource {
+            file: name.to_owned(),
+            text: policy_file::render(set, Some(hook)),
+            interfaces: BTreeMap::new(),
+        }
+    }
+
     /// Parses and compiles the source for `hook`, resolving interfaces as
     /// they were resolved when it was applied.
     pub fn compile(&self, hook: Hook) -> std::result::Result<CompiledPolicy, FileError> {

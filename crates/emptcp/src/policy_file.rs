@@ -32,6 +32,9 @@
 //! errors carry a position but not the field, and the format's values depend
 //! on the stage they are for.
 
+mod render;
+pub use render::render;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
