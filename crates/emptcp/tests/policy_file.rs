@@ -24,63 +24,9 @@ fn parse(text: &str) -> Result<PolicyFile, policy_file::FileError> {
     policy_file::parse("policy.toml", text, &resolver)
 }
 
-#[test]
-fn a_file_equals_the_same_set_built_with_the_api() {
-    let text = r#"
-hook = "tc-ingress"
-
-[[selector]]
-kind = "packet_type"
-[[selector]]
-kind = "src"
-combine = "or"
-name = "tenant"
-[[selector]]
-kind = "port"
-[[selector]]
-kind = "sequence"
-[[selector]]
-kind = "connection"
-[[selector]]
-kind = "ip_pair"
-[[selector]]
-kind = "subflow"
-[[selector]]
-kind = "dst"
-
-[[policy]]
-name = "joins"
-priority = 10
-select = { packet_type = ["mp_join_syn", "syn"] }
-actions = ["count", "get_subflow"]
-
-[[policy]]
-name = "tenant2"
-select = { tenant = "10.77.2.0/24", 2 = { remote = 5201 } }
-actions = ["count", { set_mark = "0x10" }, { redirect = "r3" }]
-
-[[policy]]
-name = "late"
-priority = -1
-actions = [{ rate_limit = "64KiB" }, { redirect = 7 }]
-[policy.select]
-sequence = { stream = "data", start = "1MiB" }
-connection = { token = "0x1a2b3c4d", subflow_index = 1 }
-
-[[policy]]
-name = "pairs"
-select.ip_pair = { local = "fd00::/64", remote = "fd01::1" }
-select.subflow = { local = "[fd00::1]:80", remote = "[fd01::1]:40000" }
-select.dst = "fd00::2"
-select.3 = { stream = "subflow", start = 0, end = 4096 }
-actions = ["drop"]
-
-[[policy]]
-name = "everything"
-actions = ["get_connect"]
-"#;
-    let file = parse(text).unwrap();
-
+/// The set of `a_file_equals_the_same_set_built_with_the_api`, built with
+/// the API: every selector kind, and most actors.
+fn every_selector_set() -> PolicySet {
     let mut sc = SelectorChain::new();
     sc.add(SelectorKind::PacketType, Combine::And)
         .add(SelectorKind::Src, Combine::Or)
@@ -170,10 +116,70 @@ actions = ["get_connect"]
             },
         );
     let everything = Policy::new("everything", chain(&[Action::GetConnect]));
-    let api = PolicySet {
+    PolicySet {
         selectors: sc,
         policies: vec![joins, tenant2, late, pairs, everything],
-    };
+    }
+}
+
+#[test]
+fn a_file_equals_the_same_set_built_with_the_api() {
+    let text = r#"
+hook = "tc-ingress"
+
+[[selector]]
+kind = "packet_type"
+[[selector]]
+kind = "src"
+combine = "or"
+name = "tenant"
+[[selector]]
+kind = "port"
+[[selector]]
+kind = "sequence"
+[[selector]]
+kind = "connection"
+[[selector]]
+kind = "ip_pair"
+[[selector]]
+kind = "subflow"
+[[selector]]
+kind = "dst"
+
+[[policy]]
+name = "joins"
+priority = 10
+select = { packet_type = ["mp_join_syn", "syn"] }
+actions = ["count", "get_subflow"]
+
+[[policy]]
+name = "tenant2"
+select = { tenant = "10.77.2.0/24", 2 = { remote = 5201 } }
+actions = ["count", { set_mark = "0x10" }, { redirect = "r3" }]
+
+[[policy]]
+name = "late"
+priority = -1
+actions = [{ rate_limit = "64KiB" }, { redirect = 7 }]
+[policy.select]
+sequence = { stream = "data", start = "1MiB" }
+connection = { token = "0x1a2b3c4d", subflow_index = 1 }
+
+[[policy]]
+name = "pairs"
+select.ip_pair = { local = "fd00::/64", remote = "fd01::1" }
+select.subflow = { local = "[fd00::1]:80", remote = "[fd01::1]:40000" }
+select.dst = "fd00::2"
+select.3 = { stream = "subflow", start = 0, end = 4096 }
+actions = ["drop"]
+
+[[policy]]
+name = "everything"
+actions = ["get_connect"]
+"#;
+    let file = parse(text).unwrap();
+
+    let api = every_selector_set();
     assert_eq!(file.set, api);
     assert_eq!(file.hook, Some(Hook::TcIngress));
     assert_eq!(file.policy_line(1), Some(30));
@@ -561,108 +567,16 @@ fn sets_round_trip_through_rendered_files() {
         .collect();
     assert!(sets.len() >= 9);
 
-    let mut sc = SelectorChain::new();
-    for (kind, combine) in [
-        (SelectorKind::Subflow, Combine::And),
-        (SelectorKind::IpPair, Combine::Or),
-        (SelectorKind::Src, Combine::And),
-        (SelectorKind::Dst, Combine::Or),
-        (SelectorKind::Port, Combine::And),
-        (SelectorKind::PacketType, Combine::And),
-        (SelectorKind::Sequence, Combine::And),
-        (SelectorKind::Connection, Combine::Or),
-    ] {
-        sc.add(kind, combine);
-    }
-    let chain = |actions: &[Action]| {
-        let mut c = ActionChain::new();
-        for a in actions {
-            c.add(*a);
-        }
-        c
-    };
-    let mut a = Policy::new("every \"stage\"", chain(&[Action::Count, Action::Record]));
-    a.priority(-3)
-        .select(
-            0,
-            Selector::Subflow {
-                local: "[fd00::1]:80".parse().unwrap(),
-                remote: "[fd00::2]:4000".parse().unwrap(),
-            },
-        )
-        .select(
-            1,
-            Selector::IpPair {
-                local: "10.0.0.1".parse().unwrap(),
-                remote: "10.1.0.0/16".parse().unwrap(),
-            },
-        )
-        .select(2, Selector::Src("fd77::/32".parse().unwrap()))
-        .select(3, Selector::Dst("10.2.3.4".parse().unwrap()))
-        .select(
-            4,
-            Selector::Port {
-                local: None,
-                remote: Some(5201),
-            },
-        )
-        .select(
-            5,
-            Selector::PacketType(vec![PacketType::PureAck, PacketType::MpJoinSyn]),
-        )
-        .select(
-            6,
-            Selector::Sequence {
-                stream: Stream::Data,
-                start: 1 << 20,
-                end: u64::MAX,
-            },
-        )
-        .select(
-            7,
-            Selector::Connection {
-                token: Some(0x1a2b3c4d),
-                subflow_index: Some(1),
-            },
-        );
-    let mut b = Policy::new(
-        "every actor",
-        chain(&[
-            Action::GetConnect,
-            Action::GetSubflow,
-            Action::RateLimit {
-                window_bytes: 65536,
-            },
-            Action::SetMark(7),
-            Action::SetBackup { backup: false },
-            Action::BlkSubflow { refuse_joins: true },
-            Action::Redirect { ifindex: 5 },
-        ]),
-    );
-    b.select(
-        6,
-        Selector::Sequence {
-            stream: Stream::Subflow,
-            start: 0,
-            end: 4096,
-        },
-    )
-    .select(
-        4,
-        Selector::Port {
-            local: Some(80),
-            remote: None,
-        },
-    );
-    let c = Policy::new("drop", chain(&[Action::Drop]));
-    sets.push((
-        "api".into(),
-        PolicySet {
-            selectors: sc,
-            policies: vec![a, b, c],
-        },
-        Some(Hook::TcEgress),
-    ));
+    // The API-built set, plus the actor forms it lacks.
+    let mut api = every_selector_set();
+    let mut rest = ActionChain::new();
+    rest.add(Action::Record)
+        .add(Action::SetBackup { backup: false })
+        .add(Action::BlkSubflow { refuse_joins: true });
+    let mut p = Policy::new("with \"quotes\" and \\", rest);
+    p.priority(-7);
+    api.policies.push(p);
+    sets.push(("api".into(), api, Some(Hook::TcEgress)));
 
     for (name, set, hook) in sets {
         let text = policy_file::render(&set, hook);
