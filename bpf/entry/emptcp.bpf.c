@@ -100,7 +100,6 @@ static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, v
 	struct emptcp_flow_stats *flow;
 	struct emptcp_pkt pkt;
 
-	emptcp_count(hook, EMPTCP_CNT_SEEN);
 	switch (emptcp_parse(data, data_end, &pkt)) {
 	case EMPTCP_PARSE_TCP:
 		break;

@@ -168,7 +168,9 @@ EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_event) != 96);
 
 /* Packet counters of an entry program, indexed by enum emptcp_entry_counter. */
 enum emptcp_entry_counter {
-	EMPTCP_CNT_SEEN = 0,     /* every packet the entry ran on */
+	EMPTCP_CNT_SEEN = 0,     /* every packet the entry ran on: not_tcp + malformed +
+	                          * fragment + tcp, summed by the reader (one map
+	                          * update less per packet) */
 	EMPTCP_CNT_NOT_TCP,      /* left at once: not IPv4/IPv6 TCP */
 	EMPTCP_CNT_MALFORMED,    /* headers truncated or inconsistent */
 	EMPTCP_CNT_FRAGMENT,     /* IP fragments: passed untouched */
