@@ -53,6 +53,9 @@ struct emptcp_abi_anchor {
 	struct emptcp_subflow_ct ct_subflow;
 	struct emptcp_conn_ct ct_conn;
 	struct emptcp_token_ct ct_token;
+	enum emptcp_addr_state addr_state;
+	enum emptcp_add_subflow_outcome add_subflow_outcome;
+	struct emptcp_addr_kept addr_kept;
 };
 struct emptcp_abi_anchor emptcp_abi_anchor __attribute__((unused));
 

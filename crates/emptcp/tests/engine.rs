@@ -542,6 +542,7 @@ fn every_operator_together_loads_at_every_hook() {
             Action::GetSubflow,
             Action::BlkSubflow { refuse_joins: true },
             Action::SetBackup { backup: true },
+            Action::AddSubflow,
         ];
         if hook != Hook::Xdp {
             actions.push(Action::SetMark(1));
