@@ -154,6 +154,15 @@ static __emptcp_inline int __emptcp_addsub_dss_off(const struct emptcp_tcpopt_ar
 	return off;
 }
 
+/* emptcp_parse out of line: its locals would otherwise add to the frame
+ * under tcpopt's commit (512 bytes for the whole call chain; at TC the
+ * inlined parse made it 528). */
+static __attribute__((noinline)) int __emptcp_addsub_parse(void *data, void *data_end,
+							   struct emptcp_pkt *pkt)
+{
+	return emptcp_parse(data, data_end, pkt);
+}
+
 /*
  * The carrier step on one packet (s->pkt is parsed afresh: an editing
  * actor of the chain may have moved the options). 0 when nothing was to
@@ -174,7 +183,7 @@ static __emptcp_inline int emptcp_add_subflow_carry(const struct emptcp_ctx *c,
 
 	/* The parse and the option helpers below read data_end apart. */
 	EMPTCP_CTX_FENCE(fresh.ctx);
-	if (emptcp_parse(emptcp_ctx_data(&fresh), emptcp_ctx_data_end(&fresh), &s->pkt) !=
+	if (__emptcp_addsub_parse(emptcp_ctx_data(&fresh), emptcp_ctx_data_end(&fresh), &s->pkt) !=
 	    EMPTCP_PARSE_TCP)
 		return 0;
 	/* Not on handshakes (Linux sends none there either), nor beside an

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 pub mod packets;
+pub mod tshark;
 
 use emptcp::netns::NetnsGuard;
 use emptcp::policy::CompiledPolicy;
