@@ -470,3 +470,131 @@ fn kept_add_addr_goes_back_once_into_a_packet_with_room() {
     assert_eq!(count(AddSubflowOutcome::Carried), 24, "{events:?}");
     common::tshark::expect_add_addr(&carried_frames);
 }
+
+/// What one transfer on the two-path testbed did, the server announcing 10.77.4.1 (a signal
+/// endpoint) and the client without endpoints of its own (so that any join goes to the
+/// announced address), with examples/policies/`example` on the router's r1 and r3.
+struct Live {
+    /// Client `MPTcpExtAddAddr`: ADD_ADDRs received (valid HMAC, not echoes).
+    add_addr_rx: u64,
+    /// Server `MPTcpExtMPJoinSynRx`.
+    join_syn_rx: u64,
+    /// Payload bytes the server acknowledged on subflows to 10.77.4.1.
+    join_bytes: u64,
+    /// Counters of the add_subflow operators (chain 1, operator 0), r1 then r3.
+    add_subflow_ops: Vec<emptcp::OpStats>,
+    counters: emptcp::EntryCounters,
+    kept: Vec<emptcp::KeptAddAddr>,
+    carried_events: usize,
+}
+
+fn live(label: &str, example: &str) -> Live {
+    use emptcp_testbed::presets;
+    use emptcp_testbed::traffic::{self, SenderReport, TransferOpts};
+
+    let announced: IpAddr = Ipv4Addr::new(10, 77, 4, 1).into();
+    let tb = presets::two_path(label, common::paced()).unwrap();
+    tb.server
+        .ip([
+            "mptcp",
+            "endpoint",
+            "add",
+            "10.77.4.1",
+            "dev",
+            "s4",
+            "signal",
+        ])
+        .unwrap();
+    tb.client.ip(["mptcp", "endpoint", "flush"]).unwrap();
+    let mut dp = Dataplane::load().unwrap();
+    let policy = common::example_policy(&tb, example);
+    common::attach_router(&mut dp, &tb, policy.hook(), &["r1", "r3"], Some(&policy));
+    let events_map = dp.events_map().unwrap();
+    let mut events = EventReader::new(&events_map).unwrap();
+    let (client0, server0) = (tb.client.nstat().unwrap(), tb.server.nstat().unwrap());
+    let t = traffic::transfer(
+        &tb.client,
+        &tb.server,
+        &TransferOpts::new(tb.server_addr(), 16 << 20),
+    )
+    .expect("transfer");
+    assert!(t.sender.verified, "{label}: data verified");
+    eprintln!("{label}: {}", t.sender.subflow_summary());
+    let client = tb.client.nstat().unwrap().delta(&client0);
+    let server = tb.server.nstat().unwrap().delta(&server0);
+    let carried_events = events
+        .drain()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::AddSubflow {
+                    outcome: AddSubflowOutcome::Carried,
+                    ..
+                }
+            )
+        })
+        .count();
+    Live {
+        add_addr_rx: client.get("MPTcpExtAddAddr"),
+        join_syn_rx: server.get("MPTcpExtMPJoinSynRx"),
+        join_bytes: t
+            .sender
+            .subflows
+            .iter()
+            .filter(|sf| sf.remote.map(|a| a.ip()) == Some(announced))
+            .map(SenderReport::acked_payload)
+            .sum(),
+        add_subflow_ops: common::chain_ops(&dp, 1),
+        counters: dp.counters(policy.hook()).unwrap(),
+        kept: dp.kept_add_addrs().unwrap(),
+        carried_events,
+    }
+}
+
+#[test]
+fn live_the_kept_add_addr_opens_one_subflow_after_a_mebibyte() {
+    if !root_or_skip() {
+        return;
+    }
+    // Control: blk_subflow alone. The ADD_ADDR is kept, never put back: no join.
+    let c = live("addsc", "blk_subflow.toml");
+    eprintln!(
+        "blk_subflow alone: client ADD_ADDR {}, server join SYNs {}, kept {:?}",
+        c.add_addr_rx, c.join_syn_rx, c.kept
+    );
+    assert_eq!((c.add_addr_rx, c.join_syn_rx), (0, 0), "control");
+    assert_eq!(c.kept.len(), 1, "control: the ADD_ADDR kept: {:?}", c.kept);
+    assert_eq!(c.kept[0].state, KeptState::Kept);
+
+    let l = live("adds", "add_subflow.toml");
+    let skipped: u64 = l.add_subflow_ops.iter().flat_map(|o| o.reasons).sum();
+    let acted: u64 =
+        l.add_subflow_ops.iter().map(|o| o.hits).sum::<u64>() + l.counters.get("addr_carried");
+    eprintln!(
+        "add_subflow: client ADD_ADDR {}, server join SYNs {}, join carried {} B; \
+         add_subflow ops (r1, r3) {:?}; kept {}, carried {}, skipped {skipped} of {acted}; \
+         carried events {}; kept {:?}",
+        l.add_addr_rx,
+        l.join_syn_rx,
+        l.join_bytes,
+        l.add_subflow_ops,
+        l.counters.get("addr_kept"),
+        l.counters.get("addr_carried"),
+        l.carried_events,
+        l.kept,
+    );
+    assert_eq!(l.add_addr_rx, 1, "the client learned the address once");
+    assert_eq!(l.join_syn_rx, 1, "exactly one join");
+    assert!(l.join_bytes > 0, "the join carried no data");
+    assert_eq!(l.counters.get("addr_carried"), 1);
+    assert_eq!(l.carried_events, 1);
+    assert!(
+        skipped * 100 <= acted,
+        "more than 1% skipped: {skipped} of {acted}: {:?}",
+        l.add_subflow_ops
+    );
+    assert_eq!(l.kept.len(), 1);
+    assert_eq!(l.kept[0].state, KeptState::Done);
+}
