@@ -39,37 +39,12 @@
 #include <emptcp/parse.h>
 #include <emptcp/tcpopt.h>
 
+#include "act_blk_subflow.h"
 #include "act_events.h"
 #include "addr_store.h"
 #include "conntrack.h"
 #include "counters.h"
 #include "edit_scratch.h"
-
-/* The connection's store entry and the packet sender's IDSN (`*idsn`, 0
- * when unknown); NULL when conntrack does not know the connection. */
-static __emptcp_inline struct emptcp_addr_kept *
-__emptcp_addsub_entry(enum emptcp_hook hook, const struct emptcp_pkt *pkt, int create, __u64 *idsn)
-{
-	struct emptcp_subflow_ct *sf;
-	struct emptcp_conn_ct *conn;
-	struct emptcp_ct_key *key;
-	__u32 kslot = hook, token;
-	int sender_lo;
-
-	key = bpf_map_lookup_elem(&emptcp_ct_keybuf, &kslot);
-	if (!key)
-		return NULL;
-	sender_lo = emptcp_ct_key_of(pkt, key);
-	sf = bpf_map_lookup_elem(&emptcp_ct_sf, key);
-	if (!sf || !(sf->flags & EMPTCP_CT_KNOWN))
-		return NULL;
-	*idsn = sender_lo ? sf->idsn_lo : sf->idsn_hi;
-	token = sf->token;
-	conn = bpf_map_lookup_elem(&emptcp_ct_conn, &token);
-	if (!conn)
-		return NULL;
-	return emptcp_addr_entry(hook, token, conn, create);
-}
 
 /* One event of `outcome` per connection (`reported` bits). */
 static __emptcp_inline void __emptcp_addsub_event(enum emptcp_hook hook, __u32 ifindex,
@@ -107,14 +82,14 @@ static __attribute__((noinline)) int __emptcp_add_subflow_arm(const struct emptc
 							       __u32 hook, __u32 ifindex)
 {
 	struct emptcp_addr_kept *e;
-	__u32 want = 0, fresh, d;
+	__u32 want = 0, fresh, d = 0;
 	__u64 idsn = 0;
 	int done = 0;
 
 	hook = hook == EMPTCP_HOOK_TC_EGRESS ? EMPTCP_HOOK_TC_EGRESS
 	       : hook == EMPTCP_HOOK_TC_INGRESS ? EMPTCP_HOOK_TC_INGRESS
 						: EMPTCP_HOOK_XDP;
-	e = __emptcp_addsub_entry(hook, pkt, 1, &idsn);
+	e = emptcp_addr_entry_of(hook, pkt, 1, &idsn, &d);
 	if (!e)
 		return EMPTCP_REASON_NOTHING_KEPT + 1;
 #pragma unroll
@@ -174,7 +149,7 @@ static __emptcp_inline int emptcp_add_subflow_carry(const struct emptcp_ctx *c,
 {
 	struct emptcp_addr_slot *slot = NULL;
 	struct emptcp_addr_kept *e;
-	__u32 d, len, k, payload;
+	__u32 d = 0, len, k, payload;
 	__u64 idsn = 0;
 	__u8 address_id;
 	int r, off;
@@ -195,14 +170,14 @@ static __emptcp_inline int emptcp_add_subflow_carry(const struct emptcp_ctx *c,
 	     ((1u << EMPTCP_MPTCP_MP_CAPABLE) | (1u << EMPTCP_MPTCP_MP_JOIN) |
 	      (1u << EMPTCP_MPTCP_ADD_ADDR))))
 		return 0;
-	e = __emptcp_addsub_entry(hook, &s->pkt, 0, &idsn);
+	e = emptcp_addr_entry_of(hook, &s->pkt, 0, &idsn, &d);
 	if (!e || !idsn)
 		return 0;
-	/* The slot armed for this packet's direction: from its announcer. */
-#pragma unroll
-	for (d = 0; d < 2; d++)
-		if (((e->armed >> d) & 1) && e->slot[d].announcer_idsn == idsn)
-			slot = &e->slot[d];
+	/* The slot of this packet's sender, if armed: the packet travels the
+	 * way the ADD_ADDR did. */
+	d &= 1;
+	if (((e->armed >> d) & 1) && e->slot[d].announcer_idsn == idsn)
+		slot = &e->slot[d];
 	if (!slot || __sync_val_compare_and_swap(&slot->state, EMPTCP_ADDR_KEPT,
 						 EMPTCP_ADDR_CARRYING) != EMPTCP_ADDR_KEPT)
 		return 0;

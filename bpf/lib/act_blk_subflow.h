@@ -140,6 +140,38 @@ static __emptcp_inline __u32 __emptcp_addr_pick(const struct emptcp_tcpopt_area 
 }
 
 /*
+ * The store entry of the packet's connection (made when missing and
+ * `create`), the IDSN of the packet's sender (*idsn, 0 when conntrack has
+ * not learned its key) and the slot of the ADD_ADDRs it sends (*slot). NULL
+ * when conntrack does not know the connection.
+ */
+static __emptcp_inline struct emptcp_addr_kept *
+emptcp_addr_entry_of(enum emptcp_hook hook, const struct emptcp_pkt *pkt, int create, __u64 *idsn,
+		     __u32 *slot)
+{
+	struct emptcp_subflow_ct *sf;
+	struct emptcp_conn_ct *conn;
+	struct emptcp_ct_key *key;
+	__u32 kslot = hook, token;
+	int sender_lo;
+
+	key = bpf_map_lookup_elem(&emptcp_ct_keybuf, &kslot);
+	if (!key)
+		return NULL;
+	sender_lo = emptcp_ct_key_of(pkt, key);
+	sf = bpf_map_lookup_elem(&emptcp_ct_sf, key);
+	if (!sf || !(sf->flags & EMPTCP_CT_KNOWN))
+		return NULL;
+	*idsn = sender_lo ? sf->idsn_lo : sf->idsn_hi;
+	token = sf->token;
+	conn = bpf_map_lookup_elem(&emptcp_ct_conn, &token);
+	if (!conn)
+		return NULL;
+	*slot = emptcp_addr_slot_of(conn, *idsn);
+	return emptcp_addr_entry(hook, token, conn, create);
+}
+
+/*
  * Keeps `opt` (`len` bytes), an ADD_ADDR the packet's sender announced, in
  * its connection's slot for that sender. Not when the connection or the
  * sender's key is unknown to conntrack (then nothing can name the
@@ -150,31 +182,15 @@ static __emptcp_inline __u32 __emptcp_addr_pick(const struct emptcp_tcpopt_area 
 static __emptcp_inline void __emptcp_addr_keep(enum emptcp_hook hook, const struct emptcp_pkt *pkt,
 					       const __u8 *opt, __u32 len)
 {
-	struct emptcp_subflow_ct *sf;
-	struct emptcp_conn_ct *conn;
 	struct emptcp_addr_kept *e;
 	struct emptcp_addr_slot *slot;
-	struct emptcp_ct_key *key;
-	__u32 k, kslot = hook, token;
-	__u64 idsn;
-	int sender_lo;
+	__u64 idsn = 0;
+	__u32 k, d = 0;
 
-	key = bpf_map_lookup_elem(&emptcp_ct_keybuf, &kslot);
-	if (!key)
+	e = emptcp_addr_entry_of(hook, pkt, 1, &idsn, &d);
+	if (!e || !idsn)
 		return;
-	sender_lo = emptcp_ct_key_of(pkt, key);
-	sf = bpf_map_lookup_elem(&emptcp_ct_sf, key);
-	if (!sf || !(sf->flags & EMPTCP_CT_KNOWN))
-		return;
-	idsn = sender_lo ? sf->idsn_lo : sf->idsn_hi;
-	token = sf->token;
-	conn = bpf_map_lookup_elem(&emptcp_ct_conn, &token);
-	if (!idsn || !conn)
-		return;
-	e = emptcp_addr_entry(hook, token, conn, 1);
-	if (!e)
-		return;
-	slot = &e->slot[emptcp_addr_slot_of(conn, idsn)];
+	slot = &e->slot[d & 1];
 	if (__sync_val_compare_and_swap(&slot->state, EMPTCP_ADDR_EMPTY, EMPTCP_ADDR_WRITING) !=
 		    EMPTCP_ADDR_EMPTY &&
 	    __sync_val_compare_and_swap(&slot->state, EMPTCP_ADDR_KEPT, EMPTCP_ADDR_WRITING) !=

@@ -489,39 +489,22 @@ struct Live {
 }
 
 fn live(label: &str, example: &str) -> Live {
-    use emptcp_testbed::presets;
-    use emptcp_testbed::traffic::{self, SenderReport, TransferOpts};
+    use emptcp_testbed::traffic::SenderReport;
 
-    let announced: IpAddr = Ipv4Addr::new(10, 77, 4, 1).into();
-    let tb = presets::two_path(label, common::paced()).unwrap();
-    tb.server
-        .ip([
-            "mptcp",
-            "endpoint",
-            "add",
-            "10.77.4.1",
-            "dev",
-            "s4",
-            "signal",
-        ])
-        .unwrap();
+    let announced: IpAddr = common::ANNOUNCED.parse().unwrap();
+    let tb = common::announcing_two_path(label);
     tb.client.ip(["mptcp", "endpoint", "flush"]).unwrap();
     let mut dp = Dataplane::load().unwrap();
     let policy = common::example_policy(&tb, example);
     common::attach_router(&mut dp, &tb, policy.hook(), &["r1", "r3"], Some(&policy));
     let events_map = dp.events_map().unwrap();
     let mut events = EventReader::new(&events_map).unwrap();
-    let (client0, server0) = (tb.client.nstat().unwrap(), tb.server.nstat().unwrap());
-    let t = traffic::transfer(
-        &tb.client,
-        &tb.server,
-        &TransferOpts::new(tb.server_addr(), 16 << 20),
-    )
-    .expect("transfer");
-    assert!(t.sender.verified, "{label}: data verified");
+    let common::MeasuredTransfer {
+        report: t,
+        client,
+        server,
+    } = common::measured_transfer(&tb, label, 16 << 20);
     eprintln!("{label}: {}", t.sender.subflow_summary());
-    let client = tb.client.nstat().unwrap().delta(&client0);
-    let server = tb.server.nstat().unwrap().delta(&server0);
     let carried_events = events
         .drain()
         .unwrap()
