@@ -581,3 +581,79 @@ fn live_the_kept_add_addr_opens_one_subflow_after_a_mebibyte() {
     assert_eq!(l.kept.len(), 1);
     assert_eq!(l.kept[0].state, KeptState::Done);
 }
+
+/// "Once" across CPUs: for each of 300 connections with a kept, armed ADD_ADDR, two threads
+/// pinned to two CPUs run the same carrier packet at the same moment; exactly one output carries
+/// the ADD_ADDR.
+#[test]
+fn once_holds_across_cpus() {
+    if !root_or_skip() {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v != "true"),
+            "once_holds_across_cpus needs 2 CPUs (CI=true)"
+        );
+        eprintln!("one CPU: nothing runs concurrently, test skipped");
+        return;
+    }
+    const CONNECTIONS: u16 = 300;
+    let hook = Hook::TcIngress;
+    let mut dp = Dataplane::load().unwrap();
+    let g = dp.load_generation(&policy(hook), &[]).unwrap();
+    let mut carriers = Vec::new();
+    for i in 0..CONNECTIONS {
+        let c = Conn::new(false, 43000 + i);
+        let f = forms(&c).swap_remove(0);
+        let prep = [
+            c.handshake(),
+            vec![
+                c.pkt(false, [f.prefix.clone(), vec![f.add.clone()]].concat(), 0),
+                c.pkt(true, vec![c.data_dss(true, 100)], 100),
+            ],
+        ]
+        .concat();
+        for p in prep {
+            g.test_run(&p).unwrap();
+        }
+        carriers.push((
+            c.pkt(false, f.carrier.clone(), 0),
+            c.pkt(false, f.carried.clone(), 0),
+        ));
+    }
+    let barrier = std::sync::Barrier::new(2);
+    let outputs: Vec<Vec<Vec<u8>>> = std::thread::scope(|s| {
+        let runners: Vec<_> = (0..2)
+            .map(|cpu| {
+                let (g, barrier, carriers) = (&g, &barrier, &carriers);
+                s.spawn(move || {
+                    emptcp::bench::pin_to_cpu(cpu).unwrap();
+                    carriers
+                        .iter()
+                        .map(|(carrier, _)| {
+                            barrier.wait();
+                            g.test_run(carrier).unwrap().packet
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        runners.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for (i, (carrier, carried)) in carriers.iter().enumerate() {
+        let got = [&outputs[0][i], &outputs[1][i]];
+        let n_carried = got.iter().filter(|p| **p == carried).count();
+        let n_unchanged = got.iter().filter(|p| **p == carrier).count();
+        assert_eq!(
+            (n_carried, n_unchanged),
+            (1, 1),
+            "connection {i}: carried {n_carried} times"
+        );
+    }
+    assert_eq!(
+        dp.counters(hook).unwrap().get("addr_carried"),
+        u64::from(CONNECTIONS)
+    );
+}
