@@ -30,6 +30,7 @@
 #include "act_events.h"
 #include "act_record.h"
 #include "act_edit.h"
+#include "act_redirect.h"
 #include <emptcp/plugin.h>
 
 /* Written by the control plane before load (never changes afterwards). */
@@ -135,7 +136,7 @@ EMPTCP_BUILD_BUG_ON(EMPTCP_PLUGIN_SLOTS != 4);
 enum emptcp_verdict {
 	EMPTCP_VERDICT_PASS = 0,
 	EMPTCP_VERDICT_DROP,
-	EMPTCP_VERDICT_REDIRECT,  /* TC: bpf_redirect_neigh has set where it goes */
+	EMPTCP_VERDICT_REDIRECT,  /* bpf_redirect_neigh (TC) or bpf_redirect (XDP) set where it goes */
 };
 
 static __emptcp_inline __u32 emptcp_pkt_types(const struct emptcp_pkt *pkt)
@@ -443,8 +444,11 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook,
 		}
 		case EMPTCP_OP_REDIRECT:
 			if (hook == EMPTCP_HOOK_XDP) {
+				if (__emptcp_xdp_redirect(ctx, pkt, emptcp_cfg.chains[c].ops[i].arg32) ==
+				    XDP_REDIRECT)
+					return EMPTCP_VERDICT_REDIRECT;
 				if (st)
-					st->reasons[EMPTCP_REASON_WRONG_HOOK]++;
+					st->reasons[EMPTCP_REASON_REDIRECT_FAILED]++;
 				break;
 			}
 			/* The neighbour of the packet's destination on the

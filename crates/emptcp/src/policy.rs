@@ -442,10 +442,11 @@ pub enum Action {
         /// Window cap in bytes (at least 1).
         window_bytes: u32,
     },
-    /// Sends the packet out of interface `ifindex` (TC hooks;
-    /// `bpf_redirect_neigh`: the neighbour of the packet's destination on
-    /// that link supplies the MAC addresses), e.g. to put a subflow on
-    /// another physical link. Ends the chain.
+    /// Sends the packet out of interface `ifindex` (TC: `bpf_redirect_neigh`,
+    /// the neighbour of the packet's destination on that link supplies the
+    /// MAC addresses; XDP: a FIB lookup through that link supplies them,
+    /// `bpf_redirect`), e.g. to put a subflow on another physical link. Ends
+    /// the chain.
     Redirect {
         /// Interface index, in the namespace of the attachment.
         ifindex: u32,
@@ -533,10 +534,7 @@ impl Action {
     }
 
     fn valid_at(self, hook: Hook) -> bool {
-        !matches!(
-            (self, hook),
-            (Action::SetMark(_) | Action::Redirect { .. }, Hook::Xdp)
-        )
+        !matches!((self, hook), (Action::SetMark(_), Hook::Xdp))
     }
 
     fn op(self) -> emptcp_op {
