@@ -546,8 +546,8 @@ fn every_operator_together_loads_at_every_hook() {
         ];
         if hook != Hook::Xdp {
             actions.push(Action::SetMark(1));
-            actions.push(Action::Redirect { ifindex: 1 });
         }
+        actions.push(Action::Redirect { ifindex: 1 });
         actions.push(Action::Drop);
         let mut p = Policy::new("all", chain(&actions));
         p.select(
