@@ -148,13 +148,12 @@ static __emptcp_inline int emptcp_add_subflow_carry(const struct emptcp_ctx *c,
 						    struct emptcp_edit_scratch *s)
 {
 	struct emptcp_addr_slot *slot = NULL;
+	struct emptcp_ctx fresh = *c;
 	struct emptcp_addr_kept *e;
 	__u32 d = 0, len, k, payload;
 	__u64 idsn = 0;
 	__u8 address_id;
 	int r, off;
-
-	struct emptcp_ctx fresh = *c;
 
 	/* The parse and the option helpers below read data_end apart. */
 	EMPTCP_CTX_FENCE(fresh.ctx);
