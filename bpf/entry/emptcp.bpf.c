@@ -53,6 +53,9 @@ struct emptcp_abi_anchor {
 	struct emptcp_subflow_ct ct_subflow;
 	struct emptcp_conn_ct ct_conn;
 	struct emptcp_token_ct ct_token;
+	enum emptcp_addr_state addr_state;
+	enum emptcp_add_subflow_outcome add_subflow_outcome;
+	struct emptcp_addr_kept addr_kept;
 };
 struct emptcp_abi_anchor emptcp_abi_anchor __attribute__((unused));
 
@@ -129,16 +132,27 @@ static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, v
 	return emptcp_engine(ctx, hook, data, data_end, &pkt, flow, NULL);
 }
 
+/* The XDP return code of an engine verdict. */
+static __emptcp_inline int xdp_verdict(int verdict)
+{
+	switch (verdict) {
+	case EMPTCP_VERDICT_DROP:
+		return XDP_DROP;
+	case EMPTCP_VERDICT_REDIRECT:
+		return XDP_REDIRECT;
+	default:
+		return XDP_PASS;
+	}
+}
+
 SEC("xdp")
 int emptcp_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	if (entry(ctx, EMPTCP_HOOK_XDP, data, data_end, ctx->ingress_ifindex, data_end - data) ==
-	    EMPTCP_VERDICT_DROP)
-		return XDP_DROP;
-	return XDP_PASS;
+	return xdp_verdict(
+		entry(ctx, EMPTCP_HOOK_XDP, data, data_end, ctx->ingress_ifindex, data_end - data));
 }
 
 /* TC programs return TC_ACT_UNSPEC to pass: on a tcx hook that hands the
@@ -208,7 +222,7 @@ int emptcp_tce_res(struct __sk_buff *skb)
 SEC("xdp")
 int emptcp_xdp_res(struct xdp_md *ctx)
 {
-	return emptcp_resume_chain(ctx, EMPTCP_HOOK_XDP) == EMPTCP_VERDICT_DROP ? XDP_DROP : XDP_PASS;
+	return xdp_verdict(emptcp_resume_chain(ctx, EMPTCP_HOOK_XDP));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -14,8 +14,10 @@
  * A lone ADD_ADDR (Linux's only kind) becomes a DSS with an old data ACK
  * rather than nothing: see struct emptcp_dss_ack64.
  *
- * The stripped options are not kept yet (add_subflow, which would put them
- * back, is not built).
+ * The first ADD_ADDR of a packet that announces (not an echo: an echo
+ * carries no HMAC and is the peer's acknowledgement) is kept per connection
+ * once the strip is committed (addr_store.h), for add_subflow to put back;
+ * a retransmission overwrites it.
  */
 #ifndef __EMPTCP_LIB_ACT_BLK_SUBFLOW_H
 #define __EMPTCP_LIB_ACT_BLK_SUBFLOW_H
@@ -30,6 +32,7 @@
 #include <emptcp/parse.h>
 #include <emptcp/tcpopt.h>
 
+#include "addr_store.h"
 #include "conntrack.h"
 #include "edit_scratch.h"
 
@@ -113,24 +116,123 @@ static __emptcp_inline int __emptcp_blk_dss(const struct emptcp_pkt *pkt,
 	return 1;
 }
 
+/* RFC 8684 ADD_ADDR lengths with a truncated HMAC: IPv4, IPv4 + port,
+ * IPv6, IPv6 + port. */
+static __emptcp_inline int __emptcp_add_addr_has_hmac(__u32 len)
+{
+	return len == 16 || len == 18 || len == 28 || len == 30;
+}
+
+/* Copies the area's first ADD_ADDR to `out` when it announces (has an HMAC,
+ * not an echo): its length, or 0. */
+static __emptcp_inline __u32 __emptcp_addr_pick(const struct emptcp_tcpopt_area *area, __u8 *out)
+{
+	__u32 len, k;
+	int off = emptcp_tcpopt_find(area, EMPTCP_TCPOPT_MPTCP, EMPTCP_MPTCP_ADD_ADDR, &len);
+
+	if (off < 0 || !__emptcp_add_addr_has_hmac(len) ||
+	    (area->cur[__EMPTCP_TCPOPT_IDX(off + 2)] & 1))
+		return 0;
+#pragma unroll
+	for (k = 0; k < 32; k++)
+		out[k] = k < len ? area->cur[__EMPTCP_TCPOPT_IDX(off + k)] : 0;
+	return len;
+}
+
+/*
+ * The store entry of the packet's connection (made when missing and
+ * `create`), the IDSN of the packet's sender (*idsn, 0 when conntrack has
+ * not learned its key) and the slot of the ADD_ADDRs it sends (*slot). NULL
+ * when conntrack does not know the connection.
+ */
+static __emptcp_inline struct emptcp_addr_kept *
+emptcp_addr_entry_of(enum emptcp_hook hook, const struct emptcp_pkt *pkt, int create, __u64 *idsn,
+		     __u32 *slot)
+{
+	struct emptcp_subflow_ct *sf;
+	struct emptcp_conn_ct *conn;
+	struct emptcp_ct_key *key;
+	__u32 kslot = hook, token;
+	int sender_lo;
+
+	key = bpf_map_lookup_elem(&emptcp_ct_keybuf, &kslot);
+	if (!key)
+		return NULL;
+	sender_lo = emptcp_ct_key_of(pkt, key);
+	sf = bpf_map_lookup_elem(&emptcp_ct_sf, key);
+	if (!sf || !(sf->flags & EMPTCP_CT_KNOWN))
+		return NULL;
+	*idsn = sender_lo ? sf->idsn_lo : sf->idsn_hi;
+	token = sf->token;
+	conn = bpf_map_lookup_elem(&emptcp_ct_conn, &token);
+	if (!conn)
+		return NULL;
+	*slot = emptcp_addr_slot_of(conn, *idsn);
+	return emptcp_addr_entry(hook, token, conn, create);
+}
+
+/*
+ * Keeps `opt` (`len` bytes), an ADD_ADDR the packet's sender announced, in
+ * its connection's slot for that sender. Not when the connection or the
+ * sender's key is unknown to conntrack (then nothing can name the
+ * direction), nor over a slot being put back or already put back (once per
+ * connection). The state is claimed before the bytes are written, so a
+ * carrier on another CPU never reads half of them.
+ */
+static __emptcp_inline void __emptcp_addr_keep(enum emptcp_hook hook, const struct emptcp_pkt *pkt,
+					       const __u8 *opt, __u32 len)
+{
+	struct emptcp_addr_kept *e;
+	struct emptcp_addr_slot *slot;
+	__u64 idsn = 0;
+	__u32 k, d = 0;
+
+	e = emptcp_addr_entry_of(hook, pkt, 1, &idsn, &d);
+	if (!e || !idsn)
+		return;
+	slot = &e->slot[d & 1];
+	if (__sync_val_compare_and_swap(&slot->state, EMPTCP_ADDR_EMPTY, EMPTCP_ADDR_WRITING) !=
+		    EMPTCP_ADDR_EMPTY &&
+	    __sync_val_compare_and_swap(&slot->state, EMPTCP_ADDR_KEPT, EMPTCP_ADDR_WRITING) !=
+		    EMPTCP_ADDR_KEPT)
+		return;
+#pragma unroll
+	for (k = 0; k < 32; k++)
+		slot->opt[k] = opt[k];
+	slot->len = len;
+	slot->announcer_idsn = idsn;
+	slot->kept++;
+	/* An exchange, not a store: a full barrier before the state says KEPT. */
+	__sync_lock_test_and_set(&slot->state, EMPTCP_ADDR_KEPT);
+	emptcp_count(hook, EMPTCP_CNT_ADDR_KEPT);
+}
+
 /* 0 when stripped, else an enum emptcp_op_reason + 1. */
 static __emptcp_inline int emptcp_blk_subflow_edit(const struct emptcp_ctx *c,
+						   enum emptcp_hook hook,
 						   struct emptcp_edit_scratch *s)
 {
 	struct emptcp_dss_ack64 *built = (struct emptcp_dss_ack64 *)s->opt;
 	const struct emptcp_dss_ack64 *dss = __emptcp_blk_dss(&s->pkt, built) ? built : NULL;
+	__u32 kept;
 
-	if (emptcp_tcpopt_load(c, &s->pkt, &s->area) ||
-	    __emptcp_strip_add_addr(&s->area, EMPTCP_TCPOPT_F_SHRINK, dss) <= 0)
+	if (emptcp_tcpopt_load(c, &s->pkt, &s->area))
 		return EMPTCP_REASON_EDIT_REFUSED + 1;
-	if (emptcp_tcpopt_commit(c, &s->pkt, &s->area) == 0)
-		return 0;
-	/* The shrink was refused and the packet is unchanged: NOPs need no
-	 * resize. */
-	if (emptcp_tcpopt_load(c, &s->pkt, &s->area) ||
-	    __emptcp_strip_add_addr(&s->area, EMPTCP_TCPOPT_F_NOP, dss) <= 0 ||
-	    emptcp_tcpopt_commit(c, &s->pkt, &s->area))
+	kept = __emptcp_addr_pick(&s->area, s->kept);
+	if (__emptcp_strip_add_addr(&s->area, EMPTCP_TCPOPT_F_SHRINK, dss) <= 0)
 		return EMPTCP_REASON_EDIT_REFUSED + 1;
+	if (emptcp_tcpopt_commit(c, &s->pkt, &s->area)) {
+		/* The shrink was refused and the packet is unchanged: NOPs
+		 * need no resize. */
+		if (emptcp_tcpopt_load(c, &s->pkt, &s->area) ||
+		    __emptcp_strip_add_addr(&s->area, EMPTCP_TCPOPT_F_NOP, dss) <= 0 ||
+		    emptcp_tcpopt_commit(c, &s->pkt, &s->area))
+			return EMPTCP_REASON_EDIT_REFUSED + 1;
+	}
+	/* Kept only once it is stripped: an ADD_ADDR that went through needs
+	 * no putting back. */
+	if (kept)
+		__emptcp_addr_keep(hook, &s->pkt, s->kept, kept);
 	return 0;
 }
 

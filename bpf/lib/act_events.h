@@ -134,6 +134,7 @@ static __attribute__((noinline)) int __emptcp_act_event(void *data, void *data_e
 static __emptcp_inline int emptcp_act_event(void *ctx, enum emptcp_hook hook,
 					    const struct emptcp_pkt *pkt, __u32 op)
 {
+	EMPTCP_CTX_FENCE(ctx);
 	if (hook == EMPTCP_HOOK_XDP) {
 		struct xdp_md *x = ctx;
 

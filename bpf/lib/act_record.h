@@ -129,6 +129,7 @@ static __emptcp_inline int emptcp_act_record(void *ctx, enum emptcp_hook hook,
 					     const struct emptcp_pkt *pkt)
 {
 	/* Context fields read where `hook` is a constant (see act_events.h). */
+	EMPTCP_CTX_FENCE(ctx);
 	if (hook == EMPTCP_HOOK_XDP) {
 		struct xdp_md *x = ctx;
 

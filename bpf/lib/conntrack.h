@@ -11,7 +11,8 @@
  *   MP_JOIN SYN          the token it carries names the connection; the
  *                        subflow gets the next index (order of SYNs seen)
  *   FIN both ways, RST, MP_TCPRST: the subflow is forgotten;
- *   MP_FASTCLOSE: the connection and its tokens are forgotten.
+ *   MP_FASTCLOSE: the connection, its tokens and its kept ADD_ADDRs
+ *   (addr_store.h) are forgotten.
  *
  * The tokens are derived here, on the packet that carries the key, so a
  * join's connection is known before the join's SYN passes: the key travels
@@ -30,6 +31,7 @@
 #include <emptcp/parse.h>
 #include <emptcp/sha256.h>
 
+#include "addr_store.h"
 #include "counters.h"
 
 #define EMPTCP_CT_SUBFLOWS_MAX 65536
@@ -312,6 +314,7 @@ __emptcp_ct_learn(enum emptcp_hook hook, void *data, void *data_end, const struc
 			bpf_map_delete_elem(&emptcp_ct_tok, &conn->token_listener);
 		}
 		bpf_map_delete_elem(&emptcp_ct_conn, &sf->token);
+		bpf_map_delete_elem(&emptcp_addr_store, &sf->token);
 	}
 	if (flags & EMPTCP_TCP_FIN)
 		sf->flags |= sender_lo ? EMPTCP_CT_FIN_LO : EMPTCP_CT_FIN_HI;

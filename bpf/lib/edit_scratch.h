@@ -2,7 +2,7 @@
 /*
  * Per-CPU room for the actors that edit TCP options (blk_subflow,
  * set_backup): the option area, a copy of the parse the edit may change,
- * and an option being built: 270 bytes the entry's stack cannot spare (512
+ * an option being built and one being kept: 300 bytes the entry's stack cannot spare (512
  * bytes for the entry and its calls together, tcpopt's commit among them).
  * One slot per hook: a TC program may run inside an XDP one's softirq.
  */
@@ -20,6 +20,8 @@ struct emptcp_edit_scratch {
 	struct emptcp_tcpopt_area area;
 	struct emptcp_pkt pkt;
 	__u8 opt[EMPTCP_TCPOPT_MAX_LEN];
+	/* blk_subflow: the ADD_ADDR it keeps, copied before the strip. */
+	__u8 kept[32];
 };
 
 struct {

@@ -30,6 +30,7 @@
 #include "act_events.h"
 #include "act_record.h"
 #include "act_edit.h"
+#include "act_redirect.h"
 #include <emptcp/plugin.h>
 
 /* Written by the control plane before load (never changes afterwards). */
@@ -135,7 +136,7 @@ EMPTCP_BUILD_BUG_ON(EMPTCP_PLUGIN_SLOTS != 4);
 enum emptcp_verdict {
 	EMPTCP_VERDICT_PASS = 0,
 	EMPTCP_VERDICT_DROP,
-	EMPTCP_VERDICT_REDIRECT,  /* TC: bpf_redirect_neigh has set where it goes */
+	EMPTCP_VERDICT_REDIRECT,  /* bpf_redirect_neigh (TC) or bpf_redirect (XDP) set where it goes */
 };
 
 static __emptcp_inline __u32 emptcp_pkt_types(const struct emptcp_pkt *pkt)
@@ -366,6 +367,22 @@ emptcp_ct_position(void *data, void *data_end, const struct emptcp_pkt *pkt,
 	return ct;
 }
 
+/* The interface a packet came in on (XDP, TC ingress) or goes out of (TC
+ * egress). `hook` is a constant at each call: see emptcp_act_event. */
+static __emptcp_inline __u32 __emptcp_ifindex(void *ctx, enum emptcp_hook hook)
+{
+	if (hook == EMPTCP_HOOK_XDP)
+		return ((struct xdp_md *)ctx)->ingress_ifindex;
+	return ((struct __sk_buff *)ctx)->ifindex;
+}
+
+/* The add_subflow operator (arm; act_add_subflow.h). */
+static __emptcp_inline int emptcp_act_add_subflow(void *ctx, enum emptcp_hook hook,
+						  const struct emptcp_pkt *pkt)
+{
+	return __emptcp_add_subflow_arm(pkt, hook, __emptcp_ifindex(ctx, hook));
+}
+
 static __emptcp_inline struct emptcp_op_stats *__emptcp_op_stats(__u32 chain, __u32 op)
 {
 	__u32 idx = chain * EMPTCP_CHAIN_OPS_MAX + op;
@@ -427,8 +444,11 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook,
 		}
 		case EMPTCP_OP_REDIRECT:
 			if (hook == EMPTCP_HOOK_XDP) {
+				if (__emptcp_xdp_redirect(ctx, pkt, emptcp_cfg.chains[c].ops[i].arg32) ==
+				    XDP_REDIRECT)
+					return EMPTCP_VERDICT_REDIRECT;
 				if (st)
-					st->reasons[EMPTCP_REASON_WRONG_HOOK]++;
+					st->reasons[EMPTCP_REASON_REDIRECT_FAILED]++;
 				break;
 			}
 			/* The neighbour of the packet's destination on the
@@ -460,6 +480,13 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook,
 				st->reasons[skip - 1]++;
 			break;
 		}
+		case EMPTCP_OP_ADD_SUBFLOW: {
+			int skip = emptcp_act_add_subflow(ctx, hook, pkt);
+
+			if (skip > 0 && skip <= EMPTCP_OP_REASONS && st)
+				st->reasons[skip - 1]++;
+			break;
+		}
 		case EMPTCP_OP_RECORD: {
 			int skip = emptcp_act_record(ctx, hook, pkt);
 
@@ -485,6 +512,31 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook,
 		}
 	}
 	return EMPTCP_VERDICT_PASS;
+}
+
+/*
+ * After a chain let the packet pass: add_subflow's carrier step, in
+ * generations that have the operator (a constant), counted on the first
+ * one's counters. Any packet of the generation's attachment may carry, not
+ * only those the add_subflow policy picks: the packet that arms and the one
+ * that carries travel opposite ways as a rule (data one way, the ADD_ADDR
+ * on the other's ACKs).
+ */
+static __emptcp_inline void emptcp_after_chain(void *ctx, enum emptcp_hook hook,
+					       const struct emptcp_pkt *pkt, int verdict)
+{
+	__u32 idx = emptcp_cfg.add_subflow_op - 1;
+	struct emptcp_op_stats *st;
+	int skip;
+
+	if (!emptcp_cfg.add_subflow_op || verdict != EMPTCP_VERDICT_PASS)
+		return;
+	skip = emptcp_act_edit(ctx, hook, pkt, EMPTCP_OP_ADD_SUBFLOW, __emptcp_ifindex(ctx, hook));
+	if (skip <= 0 || skip > EMPTCP_OP_REASONS)
+		return;
+	st = bpf_map_lookup_elem(&emptcp_op_stats, &idx);
+	if (st)
+		st->reasons[skip - 1]++;
 }
 
 /* Dispatches to the chain a rule names; the switch over constants keeps each
@@ -539,6 +591,7 @@ static __emptcp_inline int emptcp_resume_chain(void *ctx, enum emptcp_hook kind_
 	verdict = emptcp_run_chain(ctx, kind_hook, kind_hook, chain, op + 1, &pkt, &missing);
 	if (missing)
 		emptcp_count(kind_hook, EMPTCP_CNT_MISSING_CHAIN);
+	emptcp_after_chain(ctx, kind_hook, &pkt, verdict);
 	return verdict;
 }
 
@@ -603,6 +656,7 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void 
 	rule = emptcp_select(cands, n, emptcp_pkt_types(pkt), &scratch->pos, &winner);
 	if (!rule) {
 		emptcp_count(hook, EMPTCP_CNT_NO_POLICY);
+		emptcp_after_chain(ctx, hook, pkt, EMPTCP_VERDICT_PASS);
 		return EMPTCP_VERDICT_PASS;
 	}
 	hits = bpf_map_lookup_elem(&emptcp_rule_hits, &winner);
@@ -610,6 +664,7 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void 
 		(*hits)++;
 	verdict = emptcp_run_chain(ctx, hook, hook, rule->chain, 0, pkt, &missing);
 	emptcp_count(hook, missing ? EMPTCP_CNT_MISSING_CHAIN : EMPTCP_CNT_MATCHED);
+	emptcp_after_chain(ctx, hook, pkt, verdict);
 	return verdict;
 }
 

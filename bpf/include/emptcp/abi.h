@@ -137,7 +137,16 @@ enum emptcp_event_version {
 enum emptcp_event_kind {
 	EMPTCP_EV_CONNECTION = 1,  /* get_connect: MP_CAPABLE keys (and the tokens they give) */
 	EMPTCP_EV_SUBFLOW = 2,     /* get_subflow: an MPTCP SYN (MP_CAPABLE or MP_JOIN) */
+	EMPTCP_EV_ADD_SUBFLOW = 3, /* add_subflow: what became of a kept ADD_ADDR (outcome) */
 	EMPTCP_EV__MAX,
+};
+
+/* ADD_SUBFLOW events: `outcome`. */
+enum emptcp_add_subflow_outcome {
+	EMPTCP_ADDSUB_CARRIED = 1,      /* the kept ADD_ADDR went out in this packet */
+	EMPTCP_ADDSUB_NOTHING_KEPT = 2, /* the chain fired, nothing was kept for the connection */
+	EMPTCP_ADDSUB_NO_ROOM = 3,      /* a carrier had no room (or TC could not grow it) */
+	EMPTCP_ADDSUB__MAX,
 };
 
 struct emptcp_event {
@@ -160,9 +169,10 @@ struct emptcp_event {
 	__u32 join_token;       /* SUBFLOW, MP_JOIN: the receiver's token it carries */
 	__u32 join_nonce;       /* SUBFLOW, MP_JOIN: the sender's random number */
 	__u32 connection;       /* the tracked connection (listener's token), 0 unknown */
-	__u8 address_id;        /* SUBFLOW, MP_JOIN */
+	__u8 address_id;        /* SUBFLOW, MP_JOIN; ADD_SUBFLOW: the ADD_ADDR's */
 	__u8 backup;            /* SUBFLOW, MP_JOIN: B flag */
-	__u8 _pad[2];
+	__u8 outcome;           /* ADD_SUBFLOW: enum emptcp_add_subflow_outcome */
+	__u8 _pad;
 };
 EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_event) != 96);
 
@@ -188,6 +198,9 @@ enum emptcp_entry_counter {
 	EMPTCP_CNT_CT_FULL,       /* a tracking table refused an entry */
 	EMPTCP_CNT_CT_CLOSED,     /* subflows forgotten (FIN both ways, RST, MP_TCPRST, fallback) */
 	EMPTCP_CNT_EVENTS_LOST,   /* events the ring buffer had no room for */
+	EMPTCP_CNT_ADDR_KEPT,     /* blk_subflow: stripped ADD_ADDRs kept for add_subflow */
+	EMPTCP_CNT_ADDR_STORE_FULL,/* the ADD_ADDR store refused an entry */
+	EMPTCP_CNT_ADDR_CARRIED,  /* add_subflow: kept ADD_ADDRs put back into a packet */
 	EMPTCP_CNT__MAX,
 };
 
@@ -203,7 +216,7 @@ enum emptcp_limits {
 	EMPTCP_CHAIN_OPS_MAX = 16,  /* operators per action chain */
 	EMPTCP_RULE_SLOTS = 4,      /* rules sharing one flow key in one shape */
 	EMPTCP_MEMO_MAX = 8,        /* candidate rules remembered per flow */
-	EMPTCP_OP_REASONS = 8,      /* skip/error reasons counted per operator */
+	EMPTCP_OP_REASONS = 9,      /* skip/error reasons counted per operator */
 	EMPTCP_PLUGIN_SLOTS = 4,    /* plugin slots per entry program */
 };
 
@@ -221,6 +234,7 @@ enum emptcp_op_kind {
 	EMPTCP_OP_RECORD = 9,    /* per-subflow metrics into emptcp_record */
 	EMPTCP_OP_BLK_SUBFLOW = 10, /* strips ADD_ADDR; arg32 = 1: drops MP_JOIN SYNs too */
 	EMPTCP_OP_SET_BACKUP = 11, /* adds MP_PRIO with B = arg32 */
+	EMPTCP_OP_ADD_SUBFLOW = 12, /* arms the connection's kept ADD_ADDRs to be put back once */
 	EMPTCP_OP__MAX,
 };
 
@@ -269,7 +283,9 @@ struct emptcp_config {
 	__u32 n_shapes;
 	__u32 n_chains;
 	__u32 uses_conntrack; /* a shape or rule reads connection tracking */
-	__u32 _pad;
+	/* chain * EMPTCP_CHAIN_OPS_MAX + op + 1 of the first add_subflow, whose
+	 * counters the carrier step uses; 0: no add_subflow, no carrier step. */
+	__u32 add_subflow_op;
 	struct emptcp_shape shapes[EMPTCP_SHAPES_MAX];
 	struct emptcp_chain chains[EMPTCP_CHAINS_MAX];
 };
@@ -353,6 +369,41 @@ struct emptcp_record {
 };
 EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_record) != 104);
 
+/*
+ * The ADD_ADDRs blk_subflow stripped, kept per connection for add_subflow
+ * (map emptcp_addr_store, key: the connection's id, the listener's token).
+ * One slot per announcing endpoint: [0] the listener's, [1] the
+ * initiator's; a slot holds the latest ADD_ADDR its endpoint sent (a
+ * retransmission overwrites it). `state` changes only atomically (compare
+ * and exchange), so one CPU alone writes the bytes, and one alone puts them
+ * back, once.
+ */
+enum emptcp_addr_state {
+	EMPTCP_ADDR_EMPTY = 0,
+	EMPTCP_ADDR_KEPT = 1,      /* opt holds an ADD_ADDR */
+	EMPTCP_ADDR_WRITING = 2,   /* a CPU is writing opt */
+	EMPTCP_ADDR_CARRYING = 3,  /* a CPU is putting it into a packet */
+	EMPTCP_ADDR_DONE = 4,      /* put back: never again for this connection */
+};
+
+struct emptcp_addr_slot {
+	__u32 state;           /* enum emptcp_addr_state */
+	__u8 len;              /* of opt: 16, 18 (IPv4), 28, 30 (IPv6); with HMAC */
+	__u8 _pad;
+	__u16 kept;            /* how many times an ADD_ADDR was kept here */
+	__u64 announcer_idsn;  /* IDSN of the endpoint that sent it: its direction */
+	__u8 opt[32];          /* the option as on the wire */
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_addr_slot) != 48);
+
+struct emptcp_addr_kept {
+	__u64 idsn_listener;   /* which connection (a reused token is another one) */
+	__u32 armed;           /* bit d: add_subflow fired, slot d goes back */
+	__u32 reported;        /* bit n: an event of outcome n was sent */
+	struct emptcp_addr_slot slot[2];
+};
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_addr_kept) != 112);
+
 /* Lookups of one rule-key shape (the selector stages' hits and misses, in the
  * engine's terms): counted when a flow is classified, not on every packet. */
 struct emptcp_shape_stats {
@@ -366,7 +417,7 @@ struct emptcp_op_stats {
 	__u64 hits;
 	__u64 reasons[EMPTCP_OP_REASONS];  /* enum emptcp_op_reason */
 };
-EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_op_stats) != 72);
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_op_stats) != 8 + 8 * EMPTCP_OP_REASONS);
 
 enum emptcp_op_reason {
 	EMPTCP_REASON_WRONG_HOOK = 0,  /* the operator has no effect at this hook */
@@ -377,6 +428,7 @@ enum emptcp_op_reason {
 	EMPTCP_REASON_NO_ACK = 5,         /* no ACK flag: the window means nothing; unchanged */
 	EMPTCP_REASON_REDIRECT_FAILED = 6, /* the kernel refused the redirect: the packet went on */
 	EMPTCP_REASON_EDIT_REFUSED = 7,    /* an option edit was refused (malformed, no room): unchanged */
+	EMPTCP_REASON_NOTHING_KEPT = 8,    /* add_subflow: no ADD_ADDR kept for the connection */
 	EMPTCP_REASON__MAX = EMPTCP_OP_REASONS,
 };
 

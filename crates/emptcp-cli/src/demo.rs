@@ -433,6 +433,14 @@ fn print_report(r: &DemoReport) {
                 if *join { "MP_JOIN" } else { "MP_CAPABLE" },
                 join_token.map_or(String::new(), |t| format!(", token {t:#010x}"))
             ),
+            emptcp::events::Event::AddSubflow {
+                at,
+                outcome,
+                address_id,
+            } => println!(
+                "event: add_subflow {outcome:?} (address id {address_id}) {} -> {}",
+                at.src, at.dst
+            ),
         }
     }
     println!();

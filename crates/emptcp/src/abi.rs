@@ -5,11 +5,12 @@
 //! conversions for reading and writing map entries.
 
 pub use crate::skel::types::{
-    emptcp_abi, emptcp_chain, emptcp_config, emptcp_conn_ct, emptcp_ct_flags, emptcp_ct_key,
-    emptcp_entry_counter, emptcp_event, emptcp_event_kind, emptcp_event_version, emptcp_flow_key,
-    emptcp_flow_stats, emptcp_hook, emptcp_limits, emptcp_op, emptcp_op_kind, emptcp_op_reason,
-    emptcp_op_stats, emptcp_pkt_type, emptcp_record, emptcp_rule, emptcp_rule_key, emptcp_rule_set,
-    emptcp_seq_kind, emptcp_shape, emptcp_shape_stats, emptcp_subflow_ct, emptcp_token_ct, rodata,
+    emptcp_abi, emptcp_add_subflow_outcome, emptcp_addr_kept, emptcp_addr_state, emptcp_chain,
+    emptcp_config, emptcp_conn_ct, emptcp_ct_flags, emptcp_ct_key, emptcp_entry_counter,
+    emptcp_event, emptcp_event_kind, emptcp_event_version, emptcp_flow_key, emptcp_flow_stats,
+    emptcp_hook, emptcp_limits, emptcp_op, emptcp_op_kind, emptcp_op_reason, emptcp_op_stats,
+    emptcp_pkt_type, emptcp_record, emptcp_rule, emptcp_rule_key, emptcp_rule_set, emptcp_seq_kind,
+    emptcp_shape, emptcp_shape_stats, emptcp_subflow_ct, emptcp_token_ct, rodata,
 };
 
 /// ABI version this library was built against (`EMPTCP_ABI_VERSION`).
@@ -48,6 +49,8 @@ unsafe impl Pod for emptcp_event {}
 unsafe impl Pod for emptcp_shape_stats {}
 // SAFETY: as above.
 unsafe impl Pod for emptcp_record {}
+// SAFETY: as above.
+unsafe impl Pod for emptcp_addr_kept {}
 // SAFETY: primitive integer.
 unsafe impl Pod for u32 {}
 // SAFETY: primitive integer.

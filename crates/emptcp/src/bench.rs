@@ -440,7 +440,8 @@ fn map_of_prog(prog_id: u32, name: &str) -> Result<MapHandle> {
     bail!("program {prog_id} uses no map {name}")
 }
 
-fn pin_to_cpu(cpu: usize) -> Result<()> {
+/// Pins the calling thread to `cpu`.
+pub fn pin_to_cpu(cpu: usize) -> Result<()> {
     // SAFETY: cpu_set_t is plain data; sched_setaffinity reads it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();

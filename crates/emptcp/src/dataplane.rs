@@ -24,7 +24,7 @@ use crate::{Error, ErrorKind, Hook, Result};
 const ENTRY_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/emptcp.bpf.o"));
 
 /// Names of `enum emptcp_entry_counter`, in order.
-pub(crate) const ENTRY_COUNTER_NAMES: [&str; 18] = [
+pub(crate) const ENTRY_COUNTER_NAMES: [&str; 21] = [
     "seen",
     "not_tcp",
     "malformed",
@@ -43,6 +43,9 @@ pub(crate) const ENTRY_COUNTER_NAMES: [&str; 18] = [
     "ct_full",
     "ct_closed",
     "events_lost",
+    "addr_kept",
+    "addr_store_full",
+    "addr_carried",
 ];
 
 const FLOWS_MAP: &str = "emptcp_flows";
@@ -61,6 +64,8 @@ const SHARED_MAPS: &[&str] = &[
     "emptcp_ct_tok",
     "emptcp_events",
     "emptcp_record",
+    "emptcp_addr_store",
+    "emptcp_addr_armed",
 ];
 
 /// A loaded emptcp data plane: the entry programs of generation 0 (no rules:
@@ -825,7 +830,7 @@ impl Dataplane {
         test_run(find_program(&self.obj, hook)?.as_fd(), hook, packet)
     }
 
-    fn map(&self, name: &str) -> Result<libbpf_rs::Map<'_>> {
+    pub(crate) fn map(&self, name: &str) -> Result<libbpf_rs::Map<'_>> {
         find_map(&self.obj, name)
     }
 }
@@ -1206,7 +1211,7 @@ fn socket(v6: bool, addr: [u8; 16], port_be: u16) -> SocketAddr {
 }
 
 /// A value of a (non per-CPU) map, decoded.
-fn lookup<T: abi::Pod>(map: &dyn MapCore, key: &[u8]) -> Result<Option<T>> {
+pub(crate) fn lookup<T: abi::Pod>(map: &dyn MapCore, key: &[u8]) -> Result<Option<T>> {
     let name = map.name().to_string_lossy().into_owned();
     Ok(map
         .lookup(key, MapFlags::ANY)
@@ -1272,6 +1277,7 @@ pub const OP_REASON_NAMES: [&str; crate::policy::limits::OP_REASONS] = [
     "no_ack",
     "redirect_failed",
     "edit_refused",
+    "nothing_kept",
 ];
 
 /// Counters of one operator.

@@ -1,4 +1,4 @@
-//! Events the data plane sends (get_connect, get_subflow): records of
+//! Events the data plane sends (get_connect, get_subflow, add_subflow): records of
 //! `struct emptcp_event` (abi.h) in the ring buffer `emptcp_events`.
 
 use std::cell::RefCell;
@@ -9,7 +9,9 @@ use std::time::Duration;
 use libbpf_rs::{RingBuffer, RingBufferBuilder};
 use serde::Serialize;
 
-use crate::abi::{self, emptcp_event, emptcp_event_kind, emptcp_event_version};
+use crate::abi::{
+    self, emptcp_add_subflow_outcome, emptcp_event, emptcp_event_kind, emptcp_event_version,
+};
 use crate::{Error, Hook, Result};
 
 /// The event schema version this library reads (`EMPTCP_EVENT_VERSION`).
@@ -47,6 +49,29 @@ pub enum Event {
         /// MP_JOIN: the backup flag.
         backup: bool,
     },
+    /// add_subflow: what became of a connection's kept ADD_ADDR (one event per
+    /// connection and outcome).
+    AddSubflow {
+        /// The packet it happened on.
+        at: EventPlace,
+        /// What happened.
+        outcome: AddSubflowOutcome,
+        /// The ADD_ADDR's address id (0 with [`AddSubflowOutcome::NothingKept`]).
+        address_id: u8,
+    },
+}
+
+/// What became of a kept ADD_ADDR (`enum emptcp_add_subflow_outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddSubflowOutcome {
+    /// It went out in the packet of the event.
+    Carried,
+    /// add_subflow fired, but no ADD_ADDR of the connection was kept.
+    NothingKept,
+    /// A packet that could have carried it had no option room (or TC could
+    /// not grow it); a later packet may still carry it.
+    NoRoom,
 }
 
 /// Where and when an event was seen, and what connection tracking knew.
@@ -110,6 +135,20 @@ impl Event {
                     join_nonce: join.then_some(ev.join_nonce),
                     address_id: join.then_some(ev.address_id),
                     backup: ev.backup != 0,
+                })
+            }
+            k if k == emptcp_event_kind::EMPTCP_EV_ADD_SUBFLOW.0 => {
+                use emptcp_add_subflow_outcome as o;
+                let outcome = match u32::from(ev.outcome) {
+                    x if x == o::EMPTCP_ADDSUB_CARRIED.0 => AddSubflowOutcome::Carried,
+                    x if x == o::EMPTCP_ADDSUB_NOTHING_KEPT.0 => AddSubflowOutcome::NothingKept,
+                    x if x == o::EMPTCP_ADDSUB_NO_ROOM.0 => AddSubflowOutcome::NoRoom,
+                    _ => return None,
+                };
+                Some(Event::AddSubflow {
+                    at,
+                    outcome,
+                    address_id: ev.address_id,
                 })
             }
             _ => None,

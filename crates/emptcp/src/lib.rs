@@ -13,6 +13,7 @@ mod dataplane;
 mod error;
 pub mod events;
 mod hook;
+mod kept_addrs;
 pub mod netns;
 pub mod pins;
 pub mod plugin;
@@ -29,6 +30,7 @@ pub use dataplane::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use hook::Hook;
+pub use kept_addrs::{KeptAddAddr, KeptState};
 
 /// The generated libbpf-rs skeleton of `bpf/entry/emptcp.bpf.c`.
 #[doc(hidden)]

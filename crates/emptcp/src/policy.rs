@@ -442,10 +442,11 @@ pub enum Action {
         /// Window cap in bytes (at least 1).
         window_bytes: u32,
     },
-    /// Sends the packet out of interface `ifindex` (TC hooks;
-    /// `bpf_redirect_neigh`: the neighbour of the packet's destination on
-    /// that link supplies the MAC addresses), e.g. to put a subflow on
-    /// another physical link. Ends the chain.
+    /// Sends the packet out of interface `ifindex` (TC: `bpf_redirect_neigh`,
+    /// the neighbour of the packet's destination on that link supplies the
+    /// MAC addresses; XDP: a FIB lookup through that link supplies them,
+    /// `bpf_redirect`), e.g. to put a subflow on another physical link. Ends
+    /// the chain.
     Redirect {
         /// Interface index, in the namespace of the attachment.
         ifindex: u32,
@@ -465,6 +466,13 @@ pub enum Action {
         /// The B flag to send.
         backup: bool,
     },
+    /// Puts the ADD_ADDRs blk_subflow stripped from this packet's connection
+    /// back, once: the next packet of the connection that travels the way the
+    /// ADD_ADDR did and has option room carries it (any attachment whose
+    /// generation has add_subflow, e.g. the same policy set on both
+    /// directions' links). Its receiver then learns the address and may open
+    /// a subflow to it.
+    AddSubflow,
     /// Per-subflow metrics: packets and payload bytes per direction, RTT from
     /// TCP timestamps, data-sequence progress (`Dataplane::records`).
     Record,
@@ -493,6 +501,7 @@ impl Action {
             Action::Record => "record",
             Action::BlkSubflow { .. } => "blk_subflow",
             Action::SetBackup { .. } => "set_backup",
+            Action::AddSubflow => "add_subflow",
             Action::GetConnect => "get_connect",
             Action::GetSubflow => "get_subflow",
         }
@@ -510,19 +519,22 @@ impl Action {
                 | Action::Redirect { .. }
                 | Action::BlkSubflow { .. }
                 | Action::SetBackup { .. }
+                | Action::AddSubflow
         )
     }
 
-    /// Whether the actor moves the packet's options.
+    /// Whether the actor moves the packet's options (add_subflow: its carrier
+    /// step, which runs after the chain; counted as an editor all the same,
+    /// so that the one rule holds: option readers before editors).
     fn edits_options(self) -> bool {
-        matches!(self, Action::BlkSubflow { .. } | Action::SetBackup { .. })
+        matches!(
+            self,
+            Action::BlkSubflow { .. } | Action::SetBackup { .. } | Action::AddSubflow
+        )
     }
 
     fn valid_at(self, hook: Hook) -> bool {
-        !matches!(
-            (self, hook),
-            (Action::SetMark(_) | Action::Redirect { .. }, Hook::Xdp)
-        )
+        !matches!((self, hook), (Action::SetMark(_), Hook::Xdp))
     }
 
     fn op(self) -> emptcp_op {
@@ -539,6 +551,7 @@ impl Action {
                 (k::EMPTCP_OP_BLK_SUBFLOW, refuse_joins.into(), 0)
             }
             Action::SetBackup { backup } => (k::EMPTCP_OP_SET_BACKUP, backup.into(), 0),
+            Action::AddSubflow => (k::EMPTCP_OP_ADD_SUBFLOW, 0, 0),
             Action::GetConnect => (k::EMPTCP_OP_GET_CONNECT, 0, 0),
             Action::GetSubflow => (k::EMPTCP_OP_GET_SUBFLOW, 0, 0),
         };
@@ -1135,6 +1148,9 @@ impl PolicySet {
             };
             for (j, a) in c.actions().iter().enumerate() {
                 chain.ops[j] = a.op();
+                if *a == Action::AddSubflow && config.add_subflow_op == 0 {
+                    config.add_subflow_op = (i * limits::CHAIN_OPS + j + 1) as u32;
+                }
             }
             config.chains[i] = chain;
         }

@@ -953,7 +953,7 @@ impl Parser<'_> {
     }
 
     fn action(&self, v: &Val<'_>, f: &str, plugins: &[PluginDecl]) -> Result<Action, FileError> {
-        const NAMES: &str = "count, set_mark, drop, rate_limit, redirect, record, blk_subflow, set_backup, get_connect, get_subflow, plugin";
+        const NAMES: &str = "count, set_mark, drop, rate_limit, redirect, record, blk_subflow, set_backup, add_subflow, get_connect, get_subflow, plugin";
         let unknown = |name: &str, span: Range<usize>, f: &str| {
             self.err(
                 span,
@@ -968,6 +968,7 @@ impl Parser<'_> {
                 "get_connect" => Ok(Action::GetConnect),
                 "get_subflow" => Ok(Action::GetSubflow),
                 "record" => Ok(Action::Record),
+                "add_subflow" => Ok(Action::AddSubflow),
                 "blk_subflow" => Ok(Action::BlkSubflow {
                     refuse_joins: false,
                 }),
@@ -1070,7 +1071,8 @@ impl Parser<'_> {
                             ),
                         )),
                     },
-                    p @ ("count" | "drop" | "record" | "get_connect" | "get_subflow") => {
+                    p @ ("count" | "drop" | "record" | "add_subflow" | "get_connect"
+                    | "get_subflow") => {
                         Err(self.err(k.span(), &kf, format!("{p} takes no value: write \"{p}\"")))
                     }
                     other => Err(unknown(other, k.span(), &kf)),

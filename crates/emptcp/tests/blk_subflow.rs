@@ -329,35 +329,13 @@ fn live(
     ifaces: &[&str],
     example: Option<&str>,
 ) -> (u64, u64, [Vec<emptcp::OpStats>; 2]) {
-    use emptcp_testbed::presets;
-    use emptcp_testbed::traffic::{self, TransferOpts};
-
-    let tb = presets::two_path(label, common::paced()).unwrap();
-    tb.server
-        .ip([
-            "mptcp",
-            "endpoint",
-            "add",
-            "10.77.4.1",
-            "dev",
-            "s4",
-            "signal",
-        ])
-        .unwrap();
+    let tb = common::announcing_two_path(label);
     let mut dp = Dataplane::load().unwrap();
     let policy = example.map(|name| common::example_policy(&tb, name));
     let hook = policy.as_ref().map_or(Hook::TcIngress, |p| p.hook());
     common::attach_router(&mut dp, &tb, hook, ifaces, policy.as_ref());
-    let (client0, server0) = (tb.client.nstat().unwrap(), tb.server.nstat().unwrap());
-    let t = traffic::transfer(
-        &tb.client,
-        &tb.server,
-        &TransferOpts::new(tb.server_addr(), 4 << 20),
-    )
-    .expect("transfer");
-    assert!(t.sender.verified, "{label}: data verified");
-    let client = tb.client.nstat().unwrap().delta(&client0);
-    let server = tb.server.nstat().unwrap().delta(&server0);
+    let common::MeasuredTransfer { client, server, .. } =
+        common::measured_transfer(&tb, label, 4 << 20);
     (
         client.get("MPTcpExtAddAddr"),
         server.get("MPTcpExtMPJoinSynRx"),

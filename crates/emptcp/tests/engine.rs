@@ -542,11 +542,12 @@ fn every_operator_together_loads_at_every_hook() {
             Action::GetSubflow,
             Action::BlkSubflow { refuse_joins: true },
             Action::SetBackup { backup: true },
+            Action::AddSubflow,
         ];
         if hook != Hook::Xdp {
             actions.push(Action::SetMark(1));
-            actions.push(Action::Redirect { ifindex: 1 });
         }
+        actions.push(Action::Redirect { ifindex: 1 });
         actions.push(Action::Drop);
         let mut p = Policy::new("all", chain(&actions));
         p.select(

@@ -5,6 +5,8 @@
 //! and without payload, XDP and TC; malformed inputs refused with the packet unchanged; the
 //! verified-instruction cost of each test program.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use emptcp_wire::mptcp::{AddAddr, MpPrio};
@@ -889,17 +891,6 @@ fn tshark_agrees_on_checksums_and_subtypes() {
     if !emptcp_testbed::root_or_skip() {
         return;
     }
-    let tshark = std::process::Command::new("tshark")
-        .arg("--version")
-        .output();
-    if tshark.is_err() {
-        assert!(
-            std::env::var_os("CI").is_none_or(|v| v != "true"),
-            "tshark is missing (CI=true): install tshark"
-        );
-        eprintln!("tshark not found: tshark check skipped");
-        return;
-    }
     let obj = object();
     // (output, expected MPTCP subtype of its only MPTCP option)
     let mut frames: Vec<(Vec<u8>, i32)> = Vec::new();
@@ -953,55 +944,20 @@ fn tshark_agrees_on_checksums_and_subtypes() {
         .build()
         .unwrap();
     frames.push((control, MP_PRIO));
-    let path = std::env::temp_dir().join(format!("emptcp-helpers2-{}.pcap", std::process::id()));
-    let mut pcap = Vec::new();
-    // pcap global header: magic, v2.4, zone 0, sigfigs 0, snaplen 65535, LINKTYPE_ETHERNET.
-    pcap.extend(0xa1b2_c3d4u32.to_le_bytes());
-    pcap.extend(2u16.to_le_bytes());
-    pcap.extend(4u16.to_le_bytes());
-    for w in [0u32, 0, 65535, 1] {
-        pcap.extend(w.to_le_bytes());
-    }
-    for (i, (f, _)) in frames.iter().enumerate() {
-        for w in [i as u32, 0, f.len() as u32, f.len() as u32] {
-            pcap.extend(w.to_le_bytes());
-        }
-        pcap.extend(f);
-    }
-    std::fs::write(&path, &pcap).unwrap();
-    let out = std::process::Command::new("tshark")
-        .args(["-r"])
-        .arg(&path)
-        .args([
-            "-o",
-            "tcp.check_checksum:TRUE",
-            "-T",
-            "fields",
-            "-e",
-            "tcp.checksum.status",
-            "-e",
-            "tcp.options.mptcp.subtype",
-        ])
-        .output()
-        .expect("running tshark");
-    let _ = std::fs::remove_file(&path);
-    assert!(
-        out.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), frames.len(), "tshark output:\n{text}");
+    let bytes: Vec<Vec<u8>> = frames.iter().map(|(f, _)| f.clone()).collect();
+    let Some(lines) = common::tshark::fields(
+        &bytes,
+        &["tcp.checksum.status", "tcp.options.mptcp.subtype"],
+    ) else {
+        return;
+    };
+    let text = lines.join("\n");
     for (i, (line, (_, subtype))) in lines.iter().zip(&frames).enumerate() {
         let mut fields = line.split('\t');
         let status = fields.next().unwrap_or_default();
         let sub = fields.next().unwrap_or_default();
-        // tshark prints the status as its value: PROTO_CHECKSUM_E_GOOD is 1 ("Good"), _BAD 0.
-        let (good, bad) = (
-            status == "1" || status.eq_ignore_ascii_case("good"),
-            status == "0" || status.eq_ignore_ascii_case("bad"),
-        );
+        let good = common::tshark::checksum_good(status);
+        let (good, bad) = (good == Some(true), good == Some(false));
         if i + 1 == frames.len() {
             assert!(
                 bad,

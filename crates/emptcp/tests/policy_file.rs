@@ -245,14 +245,14 @@ fn bad_files_are_refused_with_file_line_field_and_message() {
             one_policy("actions = [\"count\", \"mark\"]"),
             Hook::TcIngress,
             "policy.toml:7: field 'policy[0].actions[1]': unknown actor 'mark': expected one of \
-             count, set_mark, drop, rate_limit, redirect, record, blk_subflow, set_backup, get_connect, get_subflow, plugin",
+             count, set_mark, drop, rate_limit, redirect, record, blk_subflow, set_backup, add_subflow, get_connect, get_subflow, plugin",
         ),
         (
             "unknown actor with a value",
             one_policy("actions = [{ mark = 2 }]"),
             Hook::TcIngress,
             "policy.toml:7: field 'policy[0].actions[0].mark': unknown actor 'mark': expected one \
-             of count, set_mark, drop, rate_limit, redirect, record, blk_subflow, set_backup, get_connect, get_subflow, plugin",
+             of count, set_mark, drop, rate_limit, redirect, record, blk_subflow, set_backup, add_subflow, get_connect, get_subflow, plugin",
         ),
         (
             "blk_subflow with a bad value",
@@ -319,12 +319,6 @@ fn bad_files_are_refused_with_file_line_field_and_message() {
             one_policy("actions = [\"count\",\n  { set_mark = 2 }]"),
             Hook::Xdp,
             "policy.toml:8: field 'policy[0].actions[1]': actor set_mark does not work at xdp",
-        ),
-        (
-            "redirect at xdp",
-            one_policy("actions = [{ redirect = \"r4\" }]"),
-            Hook::Xdp,
-            "policy.toml:7: field 'policy[0].actions[0]': actor redirect does not work at xdp",
         ),
         (
             "duplicate policy name",

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 pub mod packets;
+pub mod tshark;
 
 use emptcp::netns::NetnsGuard;
 use emptcp::policy::CompiledPolicy;
@@ -72,4 +73,43 @@ pub fn example_policy(tb: &TwoPath, name: &str) -> CompiledPolicy {
     })
     .and_then(|f| f.compile(None))
     .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The server's second address: [`announcing_two_path`] announces it with a `signal` endpoint.
+pub const ANNOUNCED: &str = "10.77.4.1";
+
+/// The paced two-path testbed whose server announces [`ANNOUNCED`] (on s4) to its clients.
+pub fn announcing_two_path(label: &str) -> TwoPath {
+    let tb = emptcp_testbed::presets::two_path(label, paced()).unwrap();
+    tb.server
+        .ip(["mptcp", "endpoint", "add", ANNOUNCED, "dev", "s4", "signal"])
+        .unwrap();
+    tb
+}
+
+/// What one transfer did: the report, and the client's and the server's nstat counters
+/// over it.
+pub struct MeasuredTransfer {
+    pub report: emptcp_testbed::traffic::TransferReport,
+    pub client: emptcp_testbed::nstat::Counters,
+    pub server: emptcp_testbed::nstat::Counters,
+}
+
+/// Moves `bytes` from the client to the server's path-1 address and checks the data.
+pub fn measured_transfer(tb: &TwoPath, label: &str, bytes: u64) -> MeasuredTransfer {
+    use emptcp_testbed::traffic::{self, TransferOpts};
+
+    let (client0, server0) = (tb.client.nstat().unwrap(), tb.server.nstat().unwrap());
+    let report = traffic::transfer(
+        &tb.client,
+        &tb.server,
+        &TransferOpts::new(tb.server_addr(), bytes),
+    )
+    .expect("transfer");
+    assert!(report.sender.verified, "{label}: data verified");
+    MeasuredTransfer {
+        client: tb.client.nstat().unwrap().delta(&client0),
+        server: tb.server.nstat().unwrap().delta(&server0),
+        report,
+    }
 }
