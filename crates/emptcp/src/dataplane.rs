@@ -967,10 +967,16 @@ fn adopt_attachment(dir: &Path) -> Result<Attachment> {
             )
         }
     };
-    let generation = record
-        .current
-        .map(|n| Generation::adopt(&dir.join(format!("gen{n}"))))
-        .transpose()?;
+    // A generation this build cannot read (another ABI, a policy it no
+    // longer accepts) is left running unadopted: the attachment can still be
+    // detached, or given a new generation.
+    let generation = record.current.and_then(|n| {
+        Generation::adopt(&dir.join(format!("gen{n}")))
+            .inspect_err(
+                |e| tracing::warn!(dir = %dir.display(), "generation {n} not adopted: {e}"),
+            )
+            .ok()
+    });
     Ok(Attachment {
         ifindex: record.ifindex,
         hook: record.hook,
@@ -1113,6 +1119,7 @@ impl Generation {
             }
             let record = GenerationRecord {
                 version: RECORD_VERSION,
+                abi: abi::ABI_VERSION,
                 number: self.number,
                 hook: self.policy.hook(),
                 source,
@@ -1130,6 +1137,17 @@ impl Generation {
     fn adopt(dir: &Path) -> Result<Generation> {
         let started = Instant::now();
         let record: GenerationRecord = read_record(&dir.join("meta"))?;
+        if record.abi != abi::ABI_VERSION {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{}: written by a data plane of ABI {} (this one is {})",
+                    dir.display(),
+                    record.abi,
+                    abi::ABI_VERSION
+                ),
+            ));
+        }
         let policy = record.source.compile(record.hook).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidInput,

@@ -149,6 +149,9 @@ pub struct AttachmentRecord {
 pub struct GenerationRecord {
     /// [`RECORD_VERSION`] of the writer.
     pub version: u32,
+    /// The data plane's ABI version (`EMPTCP_ABI_VERSION`) of the writer:
+    /// the layout its counters were written in.
+    pub abi: u32,
     /// Generation number.
     pub number: u32,
     /// Its hook.
