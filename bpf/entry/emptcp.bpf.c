@@ -63,8 +63,8 @@ struct emptcp_abi_anchor emptcp_abi_anchor __attribute__((unused));
  * of the entry and its calls must stay within 512 bytes together. */
 static const struct emptcp_flow_stats emptcp_zero_flow;
 
-static __emptcp_inline struct emptcp_flow_stats *
-account_flow(enum emptcp_hook hook, __u32 ifindex, const struct emptcp_pkt *pkt, __u64 wire_len)
+static __emptcp_inline void account_flow(enum emptcp_hook hook, __u32 ifindex,
+					 const struct emptcp_pkt *pkt, __u64 wire_len)
 {
 	struct emptcp_flow_key key = {
 		.ifindex = ifindex,
@@ -80,7 +80,6 @@ account_flow(enum emptcp_hook hook, __u32 ifindex, const struct emptcp_pkt *pkt,
 	__builtin_memcpy(key.daddr, pkt->daddr, sizeof(key.daddr));
 	if (wire_len > pkt->payload_off)
 		payload = wire_len - pkt->payload_off;
-
 	st = bpf_map_lookup_elem(&emptcp_flows, &key);
 	if (!st) {
 		/* EEXIST from a racing CPU is fine: the lookup below finds it. */
@@ -88,19 +87,17 @@ account_flow(enum emptcp_hook hook, __u32 ifindex, const struct emptcp_pkt *pkt,
 		st = bpf_map_lookup_elem(&emptcp_flows, &key);
 		if (!st) {
 			emptcp_count(hook, EMPTCP_CNT_FLOW_MAP_FULL);
-			return NULL;
+			return;
 		}
 	}
 	st->packets++;
 	st->bytes += wire_len - pkt->l3_off;
 	st->payload_bytes += payload;
-	return st;
 }
 
 static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, void *data_end,
 				 __u32 ifindex, __u64 wire_len)
 {
-	struct emptcp_flow_stats *flow;
 	struct emptcp_pkt pkt;
 
 	switch (emptcp_parse(data, data_end, &pkt)) {
@@ -119,17 +116,19 @@ static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, v
 	emptcp_count(hook, EMPTCP_CNT_TCP);
 	if (pkt.mptcp_subtypes)
 		emptcp_count(hook, EMPTCP_CNT_MPTCP);
-	flow = account_flow(hook, ifindex, &pkt, wire_len);
+	/* Constants: a data plane that does not account flows, or a generation
+	 * without rules, verifies none of that code. */
+	if (emptcp_cfg.account_flows)
+		account_flow(hook, ifindex, &pkt, wire_len);
 	if (emptcp_ct_interesting(&pkt)) {
 		if (hook == EMPTCP_HOOK_XDP)
 			emptcp_ct_learn_xdp(ctx, &pkt);
 		else
 			emptcp_ct_learn_tc(ctx, &pkt, hook);
 	}
-	/* A constant: a generation without rules verifies no engine code. */
 	if (emptcp_cfg.n_shapes == 0)
 		return EMPTCP_VERDICT_PASS;
-	return emptcp_engine(ctx, hook, data, data_end, &pkt, flow, NULL);
+	return emptcp_engine(ctx, hook, data, data_end, &pkt, ifindex, NULL);
 }
 
 /* The XDP return code of an engine verdict. */

@@ -596,17 +596,97 @@ static __emptcp_inline int emptcp_resume_chain(void *ctx, enum emptcp_hook kind_
 }
 
 /*
- * Chooses and runs the action chain of a TCP packet. `flow` is the packet's
- * per-CPU flow entry (NULL when the flow table refused it: then nothing is
- * remembered). Returns an enum emptcp_verdict and counts what happened.
+ * The classification memo: the candidate rules of recent flows, per CPU,
+ * in a direct-mapped array indexed by a hash of the flow key. A per-CPU
+ * array lookup is inlined by the verifier, so a hit costs the hash, one
+ * load and a key compare (a few ns), where a hash map lookup costs ~45 ns
+ * on this project's VM (docs/benchmarks.md). A slot holds one flow: flows
+ * whose keys collide take turns, each miss classifying again (the full key
+ * is compared, so a collision costs time, never a wrong rule). Tagged with
+ * the generation and the connection-tracking version it was made under.
+ */
+#define EMPTCP_MEMO_SLOTS 16384
+
+struct emptcp_memo_slot {
+	struct emptcp_flow_key key;
+	__u32 generation;       /* 0: empty */
+	__u32 ct_version;
+	__u32 n;                /* > EMPTCP_MEMO_MAX: overflow, classify per packet */
+	__u32 ids[EMPTCP_MEMO_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EMPTCP_MEMO_SLOTS);
+	__type(key, __u32);
+	__type(value, struct emptcp_memo_slot);
+} emptcp_memo SEC(".maps");
+EMPTCP_BUILD_BUG_ON(EMPTCP_MEMO_SLOTS & (EMPTCP_MEMO_SLOTS - 1));
+
+/* Multiply-xorshift (MurmurHash3's 32-bit constants) over the flow key's
+ * fields, read from the parsed packet: cheap in BPF, no key copy on the
+ * stack (the entry and its calls share 512 bytes), and every bit of the
+ * key reaches the slot index. */
+static __emptcp_inline __u32 __emptcp_memo_hash(__u32 ifindex, enum emptcp_hook hook,
+						const struct emptcp_pkt *pkt)
+{
+	const __u32 *s = (const __u32 *)pkt->saddr, *d = (const __u32 *)pkt->daddr;
+	__u32 h = 0x9e3779b9, i;
+
+#define __EMPTCP_MIX(w) (h = (h ^ (w)) * 0xcc9e2d51, h ^= h >> 15)
+	__EMPTCP_MIX(ifindex);
+	__EMPTCP_MIX(hook | (__u32)pkt->family << 8);
+	__EMPTCP_MIX(*(const __u32 *)&pkt->sport); /* both ports */
+#pragma unroll
+	for (i = 0; i < 4; i++) {
+		__EMPTCP_MIX(s[i]);
+		__EMPTCP_MIX(d[i]);
+	}
+#undef __EMPTCP_MIX
+	return h * 0x1b873593;
+}
+
+/* Whether memo slot `m` is the packet's flow. */
+static __emptcp_inline int __emptcp_memo_is(const struct emptcp_memo_slot *m, __u32 ifindex,
+					    enum emptcp_hook hook, const struct emptcp_pkt *pkt)
+{
+	const __u32 *ks = (const __u32 *)m->key.saddr, *kd = (const __u32 *)m->key.daddr;
+	const __u32 *ps = (const __u32 *)pkt->saddr, *pd = (const __u32 *)pkt->daddr;
+	__u32 diff, i;
+
+	diff = (m->key.ifindex ^ ifindex) | (m->key.hook ^ hook) | (m->key.family ^ pkt->family) |
+	       (m->key.sport ^ pkt->sport) | (m->key.dport ^ pkt->dport);
+#pragma unroll
+	for (i = 0; i < 4; i++)
+		diff |= (ks[i] ^ ps[i]) | (kd[i] ^ pd[i]);
+	return diff == 0;
+}
+
+static __emptcp_inline void __emptcp_memo_take(struct emptcp_memo_slot *m, __u32 ifindex,
+					       enum emptcp_hook hook, const struct emptcp_pkt *pkt)
+{
+	m->key.ifindex = ifindex;
+	m->key.hook = hook;
+	m->key.family = pkt->family;
+	m->key.sport = pkt->sport;
+	m->key.dport = pkt->dport;
+	m->key._pad = 0;
+	__builtin_memcpy(m->key.saddr, pkt->saddr, sizeof(m->key.saddr));
+	__builtin_memcpy(m->key.daddr, pkt->daddr, sizeof(m->key.daddr));
+}
+
+/*
+ * Chooses and runs the action chain of a TCP packet that came in on (or goes
+ * out of) interface `ifindex`. Returns an enum emptcp_verdict and counts
+ * what happened.
  */
 static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void *data,
-					 void *data_end, const struct emptcp_pkt *pkt,
-					 struct emptcp_flow_stats *flow,
+					 void *data_end, const struct emptcp_pkt *pkt, __u32 ifindex,
 					 struct emptcp_subflow_ct *ct)
 {
-	__u32 n, winner, k, ct_version = 0, scratch_key = hook;
+	__u32 n, winner, k, ct_version = 0, scratch_key = hook, slot_idx;
 	struct emptcp_scratch *scratch;
+	struct emptcp_memo_slot *memo;
 	const struct emptcp_rule *rule;
 	int missing = 0, verdict;
 	__u32 *cands;
@@ -626,28 +706,33 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void 
 		ct_version = ct ? ct->version : 0;
 	}
 
-	if (flow && flow->memo_generation == emptcp_cfg.generation &&
-	    flow->memo_ct_version == ct_version && flow->memo_n <= EMPTCP_MEMO_MAX) {
-		/* Copied to the stack so that one selection loop, bounded by
-		 * the stack array, serves both cases: clang 14 turns `k < n`
-		 * into `k != n`, and the verifier then cannot bound a loop over
-		 * the shorter memo ("invalid access to map value", kernel 6.18). */
-		n = flow->memo_n;
+	slot_idx = __emptcp_memo_hash(ifindex, hook, pkt) & (EMPTCP_MEMO_SLOTS - 1);
+	memo = bpf_map_lookup_elem(&emptcp_memo, &slot_idx);
+	if (memo && memo->generation == emptcp_cfg.generation &&
+	    memo->ct_version == ct_version && memo->n <= EMPTCP_MEMO_MAX &&
+	    __emptcp_memo_is(memo, ifindex, hook, pkt)) {
+		/* Copied to the scratch array so that one selection loop,
+		 * bounded by that array, serves both cases: clang 14 turns
+		 * `k < n` into `k != n`, and the verifier then cannot bound a
+		 * loop over the shorter memo ("invalid access to map value",
+		 * kernel 6.18). */
+		n = memo->n;
 #pragma unroll
 		for (k = 0; k < EMPTCP_MEMO_MAX; k++)
 			if (k < n)
-				cands[k] = flow->memo[k];
+				cands[k] = memo->ids[k];
 	} else {
 		n = emptcp_classify(pkt, hook != EMPTCP_HOOK_TC_EGRESS, ct, cands);
 		n = __emptcp_forget(scratch, n);
-		if (flow) {
-			flow->memo_generation = emptcp_cfg.generation;
-			flow->memo_ct_version = ct_version;
-			flow->memo_n = n;
+		if (memo) {
+			__emptcp_memo_take(memo, ifindex, hook, pkt);
+			memo->generation = emptcp_cfg.generation;
+			memo->ct_version = ct_version;
+			memo->n = n;
 #pragma unroll
 			for (k = 0; k < EMPTCP_MEMO_MAX; k++)
 				if (k < n)
-					flow->memo[k] = cands[k];
+					memo->ids[k] = cands[k];
 		}
 		if (n > EMPTCP_MEMO_MAX)
 			emptcp_count(hook, EMPTCP_CNT_MEMO_OVERFLOW);

@@ -45,8 +45,8 @@ struct emptcp_flow_key {
 };
 EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_flow_key) != 44);
 
-/* Per-CPU state of one flow key: traffic counters (user space sums the
- * CPUs) and the memo of candidate rules for the current generation. */
+/* Per-CPU traffic of one flow key, when the data plane accounts flows
+ * (emptcp_config.account_flows; user space sums the CPUs). */
 struct emptcp_flow_stats {
 	__u64 packets;
 	/* Bytes of IP packets (L3 and up); at TC one GSO skb counts in full. */
@@ -54,13 +54,8 @@ struct emptcp_flow_stats {
 	/* TCP payload bytes. (No timestamp: reading the clock costs ~34 ns a
 	 * packet here, a third of the entry; the LRU map ages flows out.) */
 	__u64 payload_bytes;
-	__u32 memo_generation;  /* 0: nothing remembered */
-	__u32 memo_n;           /* > EMPTCP_MEMO_MAX: overflow, classify per packet */
-	__u32 memo[8];          /* candidate rule ids, EMPTCP_MEMO_MAX */
-	__u32 memo_ct_version;  /* conntrack version the memo was made with */
-	__u32 _pad;
 };
-EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_flow_stats) != 72);
+EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_flow_stats) != 24);
 
 /*
  * Connection tracking (bpf/lib/conntrack.h, docs/engine.md), learned only
@@ -286,6 +281,10 @@ struct emptcp_config {
 	/* chain * EMPTCP_CHAIN_OPS_MAX + op + 1 of the first add_subflow, whose
 	 * counters the carrier step uses; 0: no add_subflow, no carrier step. */
 	__u32 add_subflow_op;
+	/* Count packets and bytes per flow (emptcp_flows): a hash lookup per
+	 * TCP packet, half of the entry's cost, so only when asked. */
+	__u32 account_flows;
+	__u32 _pad;
 	struct emptcp_shape shapes[EMPTCP_SHAPES_MAX];
 	struct emptcp_chain chains[EMPTCP_CHAINS_MAX];
 };

@@ -207,7 +207,13 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
         "loading emptcp and attaching it at {} on the router",
         args.hook
     ));
-    let mut dp = Dataplane::load().context("loading the emptcp data plane")?;
+    // Flows accounted: the report sets emptcp's per-subflow counts beside
+    // the kernels'.
+    let accounted = emptcp::LoadOptions {
+        account_flows: true,
+        ..Default::default()
+    };
+    let mut dp = Dataplane::load_with(&accounted).context("loading the emptcp data plane")?;
     let ifaces = match args.hook {
         Hook::TcIngress | Hook::Xdp => [tb.ifaces.r1, tb.ifaces.r2],
         Hook::TcEgress => [tb.ifaces.r3, tb.ifaces.r4],

@@ -82,7 +82,7 @@ mod tests {
     #[test]
     fn sizes_match_the_c_static_asserts() {
         assert_eq!(std::mem::size_of::<emptcp_flow_key>(), 44);
-        assert_eq!(std::mem::size_of::<emptcp_flow_stats>(), 72);
+        assert_eq!(std::mem::size_of::<emptcp_flow_stats>(), 24);
     }
 
     #[test]

@@ -29,13 +29,13 @@
 //!   engine) and N/2 actors (count and set_mark alternating at TC, ending
 //!   with set_mark; count at XDP); N = 1 is one actor under a policy that
 //!   matches every packet;
-//! - `chain 8, F flows`: the flow table pre-filled with F entries (emptcp: its
-//!   per-CPU LRU flow table; tail-call engine: its flow->chain, subflow and
-//!   ip_pair hash maps);
+//! - `chain 8, F flows, accounted`: the flow table pre-filled with F entries
+//!   (emptcp: a data plane that accounts flows, its per-CPU LRU flow table;
+//!   tail-call engine: its flow->chain, subflow and ip_pair hash maps);
 //! - `chain 2, P policies`: P one-subflow policies, the packet matching the
 //!   last (compare with `chain 2`, one such policy);
-//! - `TCP, generation 0 (no rules)` (emptcp only): parse and flow accounting
-//!   without the engine;
+//! - `TCP, generation 0 (no rules)` (emptcp only): parse and connection
+//!   tracking's check, without the engine;
 //!
 //! plus probes (the building blocks of emptcp's per-packet path, each alone
 //! in an XDP program: parse, flow-table lookup, clock read), the time to
@@ -1065,11 +1065,9 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
     let mut programs: Vec<ProgramRow> = Vec::new();
     let mut checks = 0usize;
 
-    // Data planes: one with a small flow table, one per pre-filled size.
-    let mut dp = Dataplane::load_with(&LoadOptions {
-        flow_table_size: 65_536,
-    })
-    .context("loading the data plane")?;
+    // Data planes: the default one (flows not accounted), and one per
+    // pre-filled flow-table size, accounting flows.
+    let mut dp = Dataplane::load_with(&LoadOptions::default()).context("loading the data plane")?;
     for hook in [Hook::Xdp, Hook::TcIngress, Hook::TcEgress] {
         programs.push(program_row(
             format!("emptcp generation 0, {hook}"),
@@ -1082,6 +1080,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
         let size = (2 * n).max(65_536);
         let fdp = Dataplane::load_with(&LoadOptions {
             flow_table_size: size,
+            account_flows: true,
         })
         .with_context(|| format!("loading a data plane with a {size}-entry flow table"))?;
         prefill_flows(&fdp, n)?;
@@ -1370,7 +1369,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
             add_row(
                 &mut rows,
                 &mut subjects,
-                format!("chain 8, {} flows", thousands(*n)),
+                format!("chain 8, {} flows, accounted", thousands(*n)),
                 (prog_fd_by_id(g.program_info()?.id)?, packet.clone(), em),
                 (te.prog_fd(bl_entry_name(hook))?, packet, tl),
             );

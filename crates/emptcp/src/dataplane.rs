@@ -64,6 +64,7 @@ const SHARED_MAPS: &[&str] = &[
     "emptcp_ct_tok",
     "emptcp_events",
     "emptcp_record",
+    "emptcp_memo",
     "emptcp_addr_store",
     "emptcp_addr_armed",
 ];
@@ -113,6 +114,7 @@ pub struct Dataplane {
     load_time: Duration,
     last_generation: u32,
     pins: Option<PinDir>,
+    account_flows: bool,
 }
 
 /// One entry program attached to one interface, running generation 0 or the
@@ -258,6 +260,14 @@ impl Dataplane {
                 map.set_max_entries(options.flow_table_size)
                     .map_err(|e| Error::bpf("sizing emptcp_flows", e))?;
             }
+            if name.ends_with(".rodata") {
+                let data = map.initial_value_mut().ok_or_else(|| {
+                    Error::new(ErrorKind::Load, "entry object has no .rodata data")
+                })?;
+                let mut config = config_from_rodata(data)?;
+                config.account_flows = options.account_flows.into();
+                config_slot(data)?.copy_from_slice(abi::as_bytes(&config));
+            }
             // libbpf reuses a map pinned at this path (refusing one of
             // another shape), or pins the one it creates.
             if let Some(pins) = pins.filter(|_| SHARED_MAPS.contains(&name.as_str())) {
@@ -284,6 +294,7 @@ impl Dataplane {
             load_time: started.elapsed(),
             last_generation: 0,
             pins: None,
+            account_flows: options.account_flows,
         })
     }
 
@@ -305,6 +316,7 @@ impl Dataplane {
         let number = self.last_generation + 1;
         let mut config = policy.config;
         config.generation = number;
+        config.account_flows = self.account_flows.into();
 
         let mut open = ObjectBuilder::default()
             .open_memory(ENTRY_OBJECT)
@@ -681,7 +693,8 @@ impl Dataplane {
         &self.attachments
     }
 
-    /// Per-flow traffic the entry programs saw, summed over CPUs.
+    /// Per-flow traffic the entry programs saw, summed over CPUs; empty
+    /// unless the data plane was loaded with [`LoadOptions::account_flows`].
     pub fn flow_stats(&self) -> Result<Vec<(FlowKey, FlowStats)>> {
         let map = self.map(FLOWS_MAP)?;
         let mut out = Vec::new();
@@ -1267,19 +1280,25 @@ pub struct RecordDirection {
     pub data_acked: u64,
 }
 
-/// Sizes chosen when a [`Dataplane`] is loaded.
+/// Choices made when a [`Dataplane`] is loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Entries of the flow table (per-CPU LRU hash: one entry per flow
     /// direction and attachment). A full table evicts the least recently
     /// used flows.
     pub flow_table_size: u32,
+    /// Count packets and bytes per flow ([`Dataplane::flow_stats`]). Off by
+    /// default: it costs a hash lookup per TCP packet, about half of what
+    /// the entry costs otherwise (docs/benchmarks.md); the `record` actor
+    /// measures the subflows a policy picks instead.
+    pub account_flows: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             flow_table_size: 65_536,
+            account_flows: false,
         }
     }
 }

@@ -52,7 +52,7 @@ fn every_benchmark_case_passes_its_check() {
             "chain 16",
             "non-TCP",
             "TCP, no match",
-            "chain 8, 1k flows",
+            "chain 8, 1k flows, accounted",
             "chain 2, 100 policies",
         ] {
             assert!(

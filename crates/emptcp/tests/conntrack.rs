@@ -423,7 +423,11 @@ fn live_tokens_match_the_kernel_and_joins_find_their_connection() {
         return;
     }
     let tb = presets::two_path("ct", common::paced()).unwrap();
-    let mut dp = Dataplane::load().unwrap();
+    let mut dp = Dataplane::load_with(&emptcp::LoadOptions {
+        account_flows: true,
+        ..Default::default()
+    })
+    .unwrap();
     let set = one_policy(
         SelectorKind::Connection,
         Selector::Connection {

@@ -111,7 +111,12 @@ fn with_dataplane(f: impl FnOnce(&Dataplane)) {
     if !root_or_skip() {
         return;
     }
-    f(&Dataplane::load().expect("load entry programs"));
+    // Flows accounted: the tests read per-flow traffic.
+    let accounted = emptcp::LoadOptions {
+        account_flows: true,
+        ..Default::default()
+    };
+    f(&Dataplane::load_with(&accounted).expect("load entry programs"));
 }
 
 #[test]

@@ -55,7 +55,11 @@ fn live_tc_ingress(family: Family) {
         device_state(&tb.router, "r2"),
     ];
 
-    let mut dp = Dataplane::load().expect("load");
+    let mut dp = Dataplane::load_with(&emptcp::LoadOptions {
+        account_flows: true,
+        ..Default::default()
+    })
+    .expect("load");
     attach_router(&mut dp, &tb, Hook::TcIngress, &["r1", "r2"]);
     let bytes = 8 << 20;
     let t = traffic::transfer(
