@@ -159,12 +159,7 @@ fn policies_of(g: &Generation) -> Result<(Vec<String>, Vec<PolicyOut>)> {
     let Some(src) = g.source() else {
         return Ok((Vec::new(), Vec::new()));
     };
-    let file = emptcp::policy_file::parse(&src.file, &src.text, &|n| {
-        src.interfaces
-            .get(n)
-            .copied()
-            .ok_or_else(|| format!("interface {n} not recorded"))
-    })?;
+    let file = src.parse()?;
     let hits = g.policy_hits()?;
     let stages = file
         .set

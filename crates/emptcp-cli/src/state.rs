@@ -112,14 +112,24 @@ struct AttachOut<'a> {
 
 pub fn attach(opts: &StateOpts, args: &AttachArgs) -> Result<ExitCode> {
     let _ns = opts.enter_netns()?;
-    let mut dp = opts.open()?;
     let ifindex = netns::interface_index(&args.target.iface)?;
     let hook = args.target.hook;
     let mode = args.mode.unwrap_or_else(|| AttachMode::default_for(hook));
+    if !mode.serves(hook) {
+        bail!("attach mode {mode} cannot serve hook {hook}");
+    }
+    let mut dp = opts.open()?;
     let prog_id = dp.program_info(hook)?.id;
-    let att = dp
-        .attach_with(hook, ifindex, mode, opts.netns_path().as_deref())
-        .with_context(|| format!("attaching at {hook} on {}", args.target.iface))?;
+    if let Err(e) = dp.attach_with(hook, ifindex, mode, opts.netns_path().as_deref()) {
+        // A pin directory this call made for nothing goes again.
+        if dp.attachments().is_empty() {
+            dp.detach_all()?;
+        }
+        return Err(
+            anyhow::Error::new(e).context(format!("attaching at {hook} on {}", args.target.iface))
+        );
+    }
+    let att = dp.attachment(hook, ifindex).expect("just attached");
     let out = AttachOut {
         iface: &args.target.iface,
         ifindex,
@@ -260,29 +270,22 @@ pub fn apply(opts: &StateOpts, args: &ApplyArgs) -> Result<ExitCode> {
     let base = args.file.parent().unwrap_or(Path::new("."));
     let plugins = file.plugin_specs(base)?;
 
-    let mut dp = opts.open()?;
     let ifindex = netns::interface_index(&args.iface)?;
-    let att = dp
-        .attachments()
-        .iter()
-        .find(|a| a.hook == hook && a.ifindex == ifindex)
-        .with_context(|| {
-            format!(
-                "emptcp is not attached at {hook} on {}: run `emptcp attach {} --hook {hook}` first",
-                args.iface, args.iface
-            )
-        })?;
+    let not_attached = || {
+        anyhow::anyhow!(
+            "emptcp is not attached at {hook} on {}: run `emptcp attach {} --hook {hook}` first",
+            args.iface,
+            args.iface
+        )
+    };
+    let mut dp = opts.open_existing()?.ok_or_else(not_attached)?;
+    let att = dp.attachment(hook, ifindex).ok_or_else(not_attached)?;
     let running = att.generation();
     let from_generation = running.map(|g| g.number());
-    let old = match running.and_then(|g| g.source()) {
-        Some(src) => Some(policy_file::parse(&src.file, &src.text, &|n| {
-            src.interfaces
-                .get(n)
-                .copied()
-                .ok_or_else(|| format!("interface {n} not recorded"))
-        })?),
-        None => None,
-    };
+    let old = running
+        .and_then(|g| g.source())
+        .map(PolicySource::parse)
+        .transpose()?;
     let (selectors_changed, policies) = diff(old.as_ref(), &file);
     let mut out = ApplyOut {
         iface: args.iface.clone(),
@@ -405,8 +408,15 @@ pub struct RollbackArgs {
 
 pub fn rollback(opts: &StateOpts, args: &RollbackArgs) -> Result<ExitCode> {
     let _ns = opts.enter_netns()?;
-    let mut dp = opts.open()?;
     let ifindex = netns::interface_index(&args.target.iface)?;
+    let Some(mut dp) = opts.open_existing()? else {
+        bail!(
+            "no {} attachment on {}: nothing is pinned in {}",
+            args.target.hook,
+            args.target.iface,
+            opts.pin_dir.display()
+        );
+    };
     let now = dp.rollback(args.target.hook, ifindex)?;
     println!(
         "{} on {}: back to generation {now}",

@@ -352,6 +352,8 @@ fn state_commands_refuse_bad_input_clearly() {
             "{args:?}: expected '{expect}' in: {err}"
         );
     }
+    // Refusals leave nothing behind: no pin directory was made for them.
+    assert!(!p.exists(), "a refused command left {}", p.display());
     run(p, n, &["attach", "b0", "--hook", "tc-ingress"], 0);
     let out = emptcp_at(p, n, &["rollback", "b0", "--hook", "tc-ingress"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no previous generation"));

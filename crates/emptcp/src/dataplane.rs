@@ -658,8 +658,15 @@ impl Dataplane {
         self.pins.as_ref().map(|p| p.root())
     }
 
-    /// The attachment of `hook` on `ifindex`: the one in the calling
-    /// thread's namespace when several namespaces have that ifindex.
+    /// The attachment of `hook` on `ifindex`, the one in the calling
+    /// thread's namespace when several namespaces have that ifindex (the one
+    /// [`Dataplane::apply`] would change).
+    pub fn attachment(&self, hook: Hook, ifindex: u32) -> Option<&Attachment> {
+        self.position(hook, ifindex)
+            .ok()
+            .map(|i| &self.attachments[i])
+    }
+
     fn position(&self, hook: Hook, ifindex: u32) -> Result<usize> {
         let here = crate::netns::current_netns_inode().ok();
         let matching: Vec<usize> = (0..self.attachments.len())

@@ -183,16 +183,21 @@ impl PolicySource {
         }
     }
 
-    /// Parses and compiles the source for `hook`, resolving interfaces as
-    /// they were resolved when it was applied.
-    pub fn compile(&self, hook: Hook) -> std::result::Result<CompiledPolicy, FileError> {
+    /// Parses the source, resolving interfaces as they were resolved when
+    /// it was applied.
+    pub fn parse(&self) -> std::result::Result<policy_file::PolicyFile, FileError> {
         let resolve = |name: &str| {
             self.interfaces
                 .get(name)
                 .copied()
                 .ok_or_else(|| format!("interface '{name}' was not resolved when applied"))
         };
-        policy_file::parse(&self.file, &self.text, &resolve)?.compile(Some(hook))
+        policy_file::parse(&self.file, &self.text, &resolve)
+    }
+
+    /// Parses and compiles the source for `hook` (see [`PolicySource::parse`]).
+    pub fn compile(&self, hook: Hook) -> std::result::Result<CompiledPolicy, FileError> {
+        self.parse()?.compile(Some(hook))
     }
 }
 
