@@ -489,10 +489,16 @@ struct Live {
 }
 
 fn live(label: &str, example: &str) -> Live {
+    live_with(label, example, None)
+}
+
+/// [`live`] with every link's offloads set; also checks that neither end counted a bad TCP
+/// checksum or MPTCP data checksum.
+fn live_with(label: &str, example: &str, offloads: Option<emptcp_testbed::Offloads>) -> Live {
     use emptcp_testbed::traffic::SenderReport;
 
     let announced: IpAddr = common::ANNOUNCED.parse().unwrap();
-    let tb = common::announcing_two_path(label);
+    let tb = common::announcing_two_path_with(label, offloads);
     tb.client.ip(["mptcp", "endpoint", "flush"]).unwrap();
     let mut dp = Dataplane::load().unwrap();
     let policy = common::example_policy(&tb, example);
@@ -505,6 +511,14 @@ fn live(label: &str, example: &str) -> Live {
         server,
     } = common::measured_transfer(&tb, label, 16 << 20);
     eprintln!("{label}: {}", t.sender.subflow_summary());
+    for (end, c) in [("client", &client), ("server", &server)] {
+        assert_eq!(c.tcp_in_csum_errors(), 0, "{label}: {end} TcpInCsumErrors");
+        assert_eq!(
+            c.get("MPTcpExtDataCsumErr"),
+            0,
+            "{label}: {end} DataCsumErr"
+        );
+    }
     let carried_events = events
         .drain()
         .unwrap()
@@ -580,6 +594,24 @@ fn live_the_kept_add_addr_opens_one_subflow_after_a_mebibyte() {
     );
     assert_eq!(l.kept.len(), 1);
     assert_eq!(l.kept[0].state, KeptState::Done);
+
+    // Every offload off (full checksums, no GSO) and every one on (CHECKSUM_PARTIAL, TSO/GSO,
+    // GRO): the carrier is a server packet without payload, which TC can always grow.
+    for (name, offloads) in [
+        ("off", emptcp_testbed::Offloads::all_off()),
+        ("on", emptcp_testbed::Offloads::all_on()),
+    ] {
+        let l = live_with(&format!("addso{name}"), "add_subflow.toml", Some(offloads));
+        eprintln!(
+            "offloads {name}: client ADD_ADDR {}, server join SYNs {}, join carried {} B",
+            l.add_addr_rx, l.join_syn_rx, l.join_bytes
+        );
+        assert_eq!((l.add_addr_rx, l.join_syn_rx), (1, 1), "offloads {name}");
+        assert!(
+            l.join_bytes > 0,
+            "offloads {name}: the join carried no data"
+        );
+    }
 }
 
 /// "Once" across CPUs: for each of 300 connections with a kept, armed ADD_ADDR, two threads

@@ -329,13 +329,32 @@ fn live(
     ifaces: &[&str],
     example: Option<&str>,
 ) -> (u64, u64, [Vec<emptcp::OpStats>; 2]) {
-    let tb = common::announcing_two_path(label);
+    live_with(label, ifaces, example, None)
+}
+
+/// [`live`] with the links' offloads set; also checks that neither end counted a bad TCP
+/// checksum or MPTCP data checksum.
+fn live_with(
+    label: &str,
+    ifaces: &[&str],
+    example: Option<&str>,
+    offloads: Option<emptcp_testbed::Offloads>,
+) -> (u64, u64, [Vec<emptcp::OpStats>; 2]) {
+    let tb = common::announcing_two_path_with(label, offloads);
     let mut dp = Dataplane::load().unwrap();
     let policy = example.map(|name| common::example_policy(&tb, name));
     let hook = policy.as_ref().map_or(Hook::TcIngress, |p| p.hook());
     common::attach_router(&mut dp, &tb, hook, ifaces, policy.as_ref());
     let common::MeasuredTransfer { client, server, .. } =
         common::measured_transfer(&tb, label, 4 << 20);
+    for (end, c) in [("client", &client), ("server", &server)] {
+        assert_eq!(c.tcp_in_csum_errors(), 0, "{label}: {end} TcpInCsumErrors");
+        assert_eq!(
+            c.get("MPTcpExtDataCsumErr"),
+            0,
+            "{label}: {end} DataCsumErr"
+        );
+    }
     (
         client.get("MPTcpExtAddAddr"),
         server.get("MPTcpExtMPJoinSynRx"),
@@ -364,6 +383,30 @@ fn live_add_addr_never_reaches_the_client() {
     let r3_blk = ops[3];
     assert!(r3_blk.hits > 0, "{ops:?}");
     assert_eq!(r3_blk.reasons.iter().sum::<u64>(), 0, "{r3_blk:?}");
+
+    // The same with every offload off (full checksums, no GSO) and every one on (CHECKSUM_PARTIAL,
+    // TSO/GSO, GRO): the ADD_ADDR rides pure ACKs, which TC can always edit.
+    for (name, offloads) in [
+        ("off", emptcp_testbed::Offloads::all_off()),
+        ("on", emptcp_testbed::Offloads::all_on()),
+    ] {
+        let label = format!("blko{name}");
+        let (add_addr, _, [ops, _]) = live_with(
+            &label,
+            &["r1", "r3"],
+            Some("blk_subflow.toml"),
+            Some(offloads),
+        );
+        eprintln!("offloads {name}: client received {add_addr} ADD_ADDR, ops {ops:?}");
+        assert_eq!(
+            add_addr, 0,
+            "offloads {name}: an ADD_ADDR reached the client"
+        );
+        assert!(
+            ops[3].hits > 0 && ops[3].reasons.iter().sum::<u64>() == 0,
+            "{ops:?}"
+        );
+    }
 }
 
 #[test]

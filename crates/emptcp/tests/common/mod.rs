@@ -80,7 +80,20 @@ pub const ANNOUNCED: &str = "10.77.4.1";
 
 /// The paced two-path testbed whose server announces [`ANNOUNCED`] (on s4) to its clients.
 pub fn announcing_two_path(label: &str) -> TwoPath {
-    let tb = emptcp_testbed::presets::two_path(label, paced()).unwrap();
+    announcing_two_path_with(label, None)
+}
+
+/// [`announcing_two_path`] with every link's offloads set (`None`: veth's defaults, checksum
+/// offload, TSO and GSO on).
+pub fn announcing_two_path_with(
+    label: &str,
+    offloads: Option<emptcp_testbed::Offloads>,
+) -> TwoPath {
+    let opts = emptcp_testbed::presets::TwoPathOpts {
+        offloads,
+        ..paced()
+    };
+    let tb = emptcp_testbed::presets::two_path(label, opts).unwrap();
     tb.server
         .ip(["mptcp", "endpoint", "add", ANNOUNCED, "dev", "s4", "signal"])
         .unwrap();
