@@ -16,13 +16,22 @@ const BYTES: u64 = 16 << 20;
 /// the server acknowledged on the path-2 subflow; with or without a policy
 /// that redirects path 2's client->server packets (arriving on r2) out of r3.
 fn run(redirect: bool) -> (u64, u64, u64, Vec<emptcp::OpStats>) {
-    run_with("redir", redirect.then_some("redirect.toml"))
+    run_with("redir", redirect.then_some("redirect.toml"), None)
 }
 
 /// `run` with `example` (redirect.toml at TC ingress, redirect_xdp.toml at XDP: count, then
-/// redirect out of r3, for 10.77.2.0/24) on r2, if given.
-fn run_with(label: &str, example: Option<&str>) -> (u64, u64, u64, Vec<emptcp::OpStats>) {
-    let tb = presets::two_path(label, common::paced()).unwrap();
+/// redirect out of r3, for 10.77.2.0/24) on r2, if given, and every link's offloads set (`None`:
+/// veth's defaults).
+fn run_with(
+    label: &str,
+    example: Option<&str>,
+    offloads: Option<emptcp_testbed::Offloads>,
+) -> (u64, u64, u64, Vec<emptcp::OpStats>) {
+    let opts = presets::TwoPathOpts {
+        offloads,
+        ..common::paced()
+    };
+    let tb = presets::two_path(label, opts).unwrap();
     let policy = example.map(|name| common::example_policy(&tb, name));
     let hook = policy.as_ref().map_or(Hook::TcIngress, |p| p.hook());
     if hook == Hook::Xdp {
@@ -80,6 +89,29 @@ fn redirect_puts_the_path2_subflow_on_the_path1_link() {
     let (count, redirect) = (ops[0], ops[1]);
     assert!(redirect.hits > 0 && redirect.hits == count.hits);
     assert_eq!(redirect.reasons.iter().sum::<u64>(), 0, "{redirect:?}");
+
+    // Every offload off (full checksums, no segmentation offload) and every one on
+    // (CHECKSUM_PARTIAL, TSO/GSO, GRO): bpf_redirect_neigh moves skbs as they are.
+    for (name, offloads) in [
+        ("off", emptcp_testbed::Offloads::all_off()),
+        ("on", emptcp_testbed::Offloads::all_on()),
+    ] {
+        let (r3, r4, path2, ops) = run_with(
+            &format!("redo{name}"),
+            Some("redirect.toml"),
+            Some(offloads),
+        );
+        eprintln!("offloads {name}: r3 {r3} B, r4 {r4} B, path-2 subflow {path2} B, ops {ops:?}");
+        assert!(
+            path2 > 0 && r3 >= BYTES && r4 < path2 / 100,
+            "offloads {name}"
+        );
+        assert_eq!(
+            ops[1].reasons.iter().sum::<u64>(),
+            0,
+            "offloads {name}: {ops:?}"
+        );
+    }
 }
 
 #[test]
@@ -88,12 +120,12 @@ fn xdp_redirect_puts_the_path2_subflow_on_the_path1_link() {
         return;
     }
     // Control: path 2's data leaves through r4.
-    let (_, r4, path2, _) = run_with("xredc", None);
+    let (_, r4, path2, _) = run_with("xredc", None, None);
     assert!(
         path2 > 0 && r4 >= path2,
         "control: r4 carried {r4} of path 2's {path2} bytes"
     );
-    let (_, r4, path2, ops) = run_with("xredir", Some("redirect_xdp.toml"));
+    let (_, r4, path2, ops) = run_with("xredir", Some("redirect_xdp.toml"), None);
     eprintln!("redirected at XDP: r4 {r4} B, path-2 subflow {path2} B, ops {ops:?}");
     // The path-2 subflow carried data, none of it through r4: it left by r3, the only other
     // link to the server (XDP-redirected frames do not count in r3's own tx counters).
