@@ -316,6 +316,53 @@ fn a_new_generation_reclassifies_remembered_flows() {
     });
 }
 
+/// The rule memo is a direct-mapped cache of 16,384 slots per CPU: 40,000
+/// flows must share slots, each evicting others. Whatever the order, every
+/// packet gets its own flow's rule: here, the mark of the /9 its source is
+/// in, over two passes (the second meets slots that other flows took).
+#[test]
+fn flows_sharing_memo_slots_keep_their_own_rules() {
+    with_dataplane(|dp| {
+        let mut sc = SelectorChain::new();
+        sc.add(SelectorKind::Src, Combine::And);
+        let mut low = Policy::new("low", chain(&[Action::SetMark(1)]));
+        low.select(0, Selector::Src("10.0.0.0/9".parse().unwrap()));
+        let mut high = Policy::new("high", chain(&[Action::SetMark(2)]));
+        high.select(0, Selector::Src("10.128.0.0/9".parse().unwrap()));
+        let set = PolicySet {
+            selectors: sc,
+            policies: vec![low, high],
+        };
+        let g = load(dp, &set, Hook::TcIngress);
+        let flow = |i: u32| -> ([u8; 4], u16, u32) {
+            // Spread over both halves; ports vary too.
+            let x = i.wrapping_mul(2_654_435_761);
+            let src = [10, (x >> 24) as u8, (x >> 16) as u8, x as u8];
+            (
+                src,
+                1024 + (i % 50_000) as u16,
+                if src[1] >= 128 { 2 } else { 1 },
+            )
+        };
+        const FLOWS: u32 = 40_000;
+        for pass in 0..2 {
+            for i in 0..FLOWS {
+                let (src, sport, mark) = flow(i);
+                let r = g
+                    .test_run(&pkt(src, sport, TcpFlags::ACK, None, 0))
+                    .unwrap();
+                assert_eq!(
+                    r.mark,
+                    Some(mark),
+                    "pass {pass}, flow {i} from {src:?}:{sport}"
+                );
+            }
+        }
+        let hits: u64 = g.policy_hits().unwrap().iter().map(|(_, n)| n).sum();
+        assert_eq!(hits, 2 * u64::from(FLOWS));
+    });
+}
+
 #[test]
 fn chains_of_sixteen_operators_run_every_operator() {
     with_dataplane(|dp| {
