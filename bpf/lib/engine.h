@@ -703,11 +703,9 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void 
 	if (!scratch)
 		return EMPTCP_VERDICT_PASS;
 	cands = scratch->cands;
-	scratch->pos.has_subflow = 0;
-	scratch->pos.has_data = 0;
 
 	/* A constant: generations without connection or sequence selectors
-	 * verify none of this. */
+	 * verify none of this (and have no rule that reads the positions). */
 	if (emptcp_cfg.uses_conntrack) {
 		ct = emptcp_ct_position(data, data_end, pkt, ct, &scratch->pos);
 		ct_version = ct ? ct->version : 0;
