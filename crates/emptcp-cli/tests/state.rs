@@ -71,6 +71,37 @@ fn bpffs_listing() -> Vec<String> {
     v
 }
 
+/// iproute2 makes its pin directories (`/sys/fs/bpf/tc/globals`, and `ip`
+/// and `xdp` linking to it) when it loads an object. Those it made for this
+/// test go again, when still empty; ones that were there stay.
+struct IprouteBpfDirs(Vec<&'static str>);
+
+impl IprouteBpfDirs {
+    fn note() -> IprouteBpfDirs {
+        let absent = ["ip", "xdp", "tc"]
+            .into_iter()
+            .filter(|n| std::fs::symlink_metadata(Path::new("/sys/fs/bpf").join(n)).is_err())
+            .collect();
+        IprouteBpfDirs(absent)
+    }
+}
+
+impl Drop for IprouteBpfDirs {
+    fn drop(&mut self) {
+        let root = Path::new("/sys/fs/bpf");
+        for name in &self.0 {
+            let path = root.join(name);
+            if *name == "tc" {
+                // Empty directories only: remove_dir refuses anything else.
+                let _ = std::fs::remove_dir(path.join("globals"));
+                let _ = std::fs::remove_dir(&path);
+            } else if std::fs::read_link(&path).is_ok() {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
 /// The foreign test object (bpf/tests/foreign.bpf.c) in a file, for iproute2.
 fn foreign_object_file(dir: &Path) -> PathBuf {
     let path = dir.join("foreign.bpf.o");
@@ -92,6 +123,7 @@ fn attach_then_detach_leaves_devices_exactly_as_before() {
     let b = tb.host("b").unwrap();
     let ns = netns_name(tb.host("b").unwrap());
     let tmp = tempdir("att");
+    let _iproute_dirs = IprouteBpfDirs::note();
     let obj = foreign_object_file(&tmp);
     let obj_s = obj.to_str().unwrap();
 
