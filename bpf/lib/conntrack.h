@@ -11,6 +11,8 @@
  *   MP_JOIN SYN          the token it carries names the connection; the
  *                        subflow gets the next index (order of SYNs seen)
  *   FIN both ways, RST, MP_TCPRST: the subflow is forgotten;
+ *   SYN/ACK without MP_CAPABLE / MP_JOIN: fallback to TCP or a refused
+ *                        join: the subflow is forgotten;
  *   MP_FASTCLOSE: the connection, its tokens and its kept ADD_ADDRs
  *   (addr_store.h) are forgotten.
  *
@@ -295,6 +297,15 @@ __emptcp_ct_learn(enum emptcp_hook hook, void *data, void *data_end, const struc
 			sf->wscale_lo = ws;
 		else
 			sf->wscale_hi = ws;
+	}
+	if ((flags & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) == (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK) &&
+	    !(pkt->mptcp_subtypes & handshake)) {
+		/* An MPTCP SYN answered without MP_CAPABLE is plain TCP (RFC
+		 * 8684 section 3.1: fallback); without MP_JOIN, a join refused
+		 * (section 3.2). Either way no MPTCP subflow to track. */
+		bpf_map_delete_elem(&emptcp_ct_sf, key);
+		emptcp_count(hook, EMPTCP_CNT_CT_FALLBACK);
+		return NULL;
 	}
 	if ((flags & (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) == (EMPTCP_TCP_SYN | EMPTCP_TCP_ACK)) {
 		/* SYN/ACK: the responder's ISN. */

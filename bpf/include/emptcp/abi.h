@@ -191,11 +191,12 @@ enum emptcp_entry_counter {
 	EMPTCP_CNT_CT_SUBFLOW,    /* subflows learned (MP_CAPABLE or MP_JOIN SYN) */
 	EMPTCP_CNT_CT_JOIN_UNKNOWN,/* MP_JOIN SYN whose token no tracked connection has */
 	EMPTCP_CNT_CT_FULL,       /* a tracking table refused an entry */
-	EMPTCP_CNT_CT_CLOSED,     /* subflows forgotten (FIN both ways, RST, MP_TCPRST, fallback) */
+	EMPTCP_CNT_CT_CLOSED,     /* subflows forgotten (FIN both ways, RST, MP_TCPRST, MP_FASTCLOSE) */
 	EMPTCP_CNT_EVENTS_LOST,   /* events the ring buffer had no room for */
 	EMPTCP_CNT_ADDR_KEPT,     /* blk_subflow: stripped ADD_ADDRs kept for add_subflow */
 	EMPTCP_CNT_ADDR_STORE_FULL,/* the ADD_ADDR store refused an entry */
 	EMPTCP_CNT_ADDR_CARRIED,  /* add_subflow: kept ADD_ADDRs put back into a packet */
+	EMPTCP_CNT_CT_FALLBACK,   /* subflows forgotten: their SYN/ACK carried no MPTCP handshake */
 	EMPTCP_CNT__MAX,
 };
 

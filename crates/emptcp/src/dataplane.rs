@@ -24,7 +24,7 @@ use crate::{Error, ErrorKind, Hook, Result};
 const ENTRY_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/emptcp.bpf.o"));
 
 /// Names of `enum emptcp_entry_counter`, in order.
-pub(crate) const ENTRY_COUNTER_NAMES: [&str; 21] = [
+pub(crate) const ENTRY_COUNTER_NAMES: [&str; 22] = [
     "seen",
     "not_tcp",
     "malformed",
@@ -46,6 +46,7 @@ pub(crate) const ENTRY_COUNTER_NAMES: [&str; 21] = [
     "addr_kept",
     "addr_store_full",
     "addr_carried",
+    "ct_fallback",
 ];
 
 const FLOWS_MAP: &str = "emptcp_flows";

@@ -492,3 +492,73 @@ fn live_tokens_match_the_kernel_and_joins_find_their_connection() {
     assert!(join_packets > 0);
     assert_eq!(hits, join_packets);
 }
+
+/// An MPTCP SYN answered by a SYN/ACK without MP_CAPABLE is plain TCP (RFC 8684 section 3.1), a
+/// join answered without MP_JOIN a refused join: the tracker forgets the subflow and counts
+/// `ct_fallback`. Control: the same SYN answered with MP_CAPABLE stays tracked.
+#[test]
+fn a_syn_ack_without_mptcp_forgets_the_subflow() {
+    if !root_or_skip() {
+        return;
+    }
+    let dp = Dataplane::load().unwrap();
+    let s = (SERVER, 80);
+    let tracked_ports = |dp: &Dataplane| -> Vec<u16> {
+        let mut v: Vec<u16> = dp
+            .connections()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c.subflows.iter().map(|sf| sf.initiator.port()))
+            .collect();
+        v.sort();
+        v
+    };
+    let fallbacks = |dp: &Dataplane| dp.counters(Hook::Xdp).unwrap().get("ct_fallback");
+
+    // Control: answered with MP_CAPABLE.
+    handshake(&dp);
+    assert_eq!(tracked_ports(&dp), vec![40000]);
+    assert_eq!(fallbacks(&dp), 0);
+
+    // An MPTCP SYN answered as plain TCP.
+    let c = (CLIENT, 41000);
+    let syn = packet(
+        c,
+        s,
+        TcpFlags::SYN,
+        7,
+        Some(capable(MpCapableKeys::None)),
+        0,
+    );
+    run(&dp, &syn);
+    assert_eq!(tracked_ports(&dp), vec![40000, 41000]);
+    run(
+        &dp,
+        &packet(s, c, TcpFlags::SYN | TcpFlags::ACK, 9, None, 0),
+    );
+    assert_eq!(
+        tracked_ports(&dp),
+        vec![40000],
+        "fallback subflow still tracked"
+    );
+    assert_eq!(fallbacks(&dp), 1);
+
+    // A join of the tracked connection, refused: its SYN/ACK carries no MP_JOIN.
+    let token = dp.connections().unwrap()[0].token_listener;
+    let j = (CLIENT2, 42000);
+    run(
+        &dp,
+        &packet(j, s, TcpFlags::SYN, 11, Some(join_syn(token)), 0),
+    );
+    assert_eq!(tracked_ports(&dp), vec![40000, 42000]);
+    run(
+        &dp,
+        &packet(s, j, TcpFlags::SYN | TcpFlags::ACK, 13, None, 0),
+    );
+    assert_eq!(
+        tracked_ports(&dp),
+        vec![40000],
+        "refused join still tracked"
+    );
+    assert_eq!(fallbacks(&dp), 2);
+}
