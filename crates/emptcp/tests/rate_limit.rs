@@ -148,6 +148,148 @@ fn clamps_scaled_windows_never_raises_and_keeps_checksums_right() {
     }
 }
 
+/// The rate form on a crafted handshake whose RTT `record` measures: until both halves of the
+/// round trip have a sample the window is left alone (`rtt_unknown`); then it is clamped to
+/// rate x RTT (the RTT read back from the record map, so the expected bytes follow the
+/// measured state), never raised, and never below the floor.
+#[test]
+fn rate_form_clamps_to_rate_times_the_recorded_rtt() {
+    if !root_or_skip() {
+        return;
+    }
+    use std::time::Duration;
+
+    const RATE: u64 = 100_000_000;
+    let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 9, 0, 1));
+    // From a (the client) when `from_a`, timestamps (val, ecr).
+    let pkt = |from_a: bool, flags: TcpFlags, window: u16, ts: (u32, u32)| {
+        let (src, dst, sport, dport) = if from_a {
+            (a, b, 40000, 80)
+        } else {
+            (b, a, 80, 40000)
+        };
+        let mut opts = vec![TcpOption::Timestamps {
+            value: ts.0,
+            echo_reply: ts.1,
+        }];
+        if flags.0 & TcpFlags::SYN.0 != 0 {
+            opts.extend([
+                TcpOption::WindowScale(WSCALE),
+                TcpOption::Mptcp(MptcpOption::MpCapable(MpCapable {
+                    version: 1,
+                    flags: MpCapable::FLAG_HMAC_SHA256,
+                    keys: if from_a {
+                        MpCapableKeys::None
+                    } else {
+                        MpCapableKeys::Sender(7)
+                    },
+                })),
+            ]);
+        }
+        PacketBuilder::ipv4(src, dst)
+            .ports(sport, dport)
+            .flags(flags)
+            .seq(100)
+            .window(window)
+            .options(opts)
+            .build()
+            .unwrap()
+    };
+    let policy = |hook: Hook, bits_per_second: u64| {
+        let mut ac = ActionChain::new();
+        ac.add(Action::Record)
+            .add(Action::RateLimitRate { bits_per_second });
+        PolicySet {
+            selectors: SelectorChain::new(),
+            policies: vec![Policy::new("rate", ac)],
+        }
+        .compile(hook)
+        .unwrap()
+    };
+    let reason = |name: &str| {
+        emptcp::OP_REASON_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .unwrap()
+    };
+    // The data plane's arithmetic: the window field for `bytes` of cap, or None when the
+    // window is within it.
+    let clamp = |window: u16, cap: u64| -> u16 {
+        if u64::from(window) << WSCALE <= cap {
+            window
+        } else {
+            ((cap >> WSCALE) as u16).max(1)
+        }
+    };
+    for hook in Hook::ALL {
+        let mut dp = Dataplane::load().unwrap();
+        let g = dp.load_generation(&policy(hook, RATE), &[]).unwrap();
+        let unchanged = |p: Vec<u8>, what: &str| {
+            assert_eq!(g.test_run(&p).unwrap().packet, p, "{hook}: {what}");
+        };
+        unchanged(pkt(true, TcpFlags::SYN, 65535, (100, 0)), "SYN");
+        std::thread::sleep(Duration::from_millis(3));
+        // a's half sampled (SYN/ACK echoes 100), b's not yet: rtt_unknown.
+        unchanged(
+            pkt(false, TcpFlags::SYN | TcpFlags::ACK, 65535, (200, 100)),
+            "SYN/ACK, RTT unknown",
+        );
+        let stats = g.op_stats(0).unwrap()[1];
+        assert_eq!(stats.reasons[reason("no_ack")], 1, "{hook}: {stats:?}");
+        assert_eq!(stats.reasons[reason("rtt_unknown")], 1, "{hook}: {stats:?}");
+        std::thread::sleep(Duration::from_millis(2));
+
+        // a's ACK echoes 200: b's half sampled; the window is clamped in the same packet.
+        let out = g
+            .test_run(&pkt(true, TcpFlags::ACK, 1000, (101, 200)))
+            .unwrap()
+            .packet;
+        let records = dp.records().unwrap();
+        assert_eq!(records.len(), 1, "{hook}: {records:?}");
+        let rtt_us: u64 = [&records[0].lo, &records[0].hi]
+            .iter()
+            .map(|d| u64::from(d.srtt_us.expect("both halves sampled")))
+            .sum();
+        assert!(rtt_us >= 5_000, "{hook}: RTT {rtt_us} us, slept 5 ms");
+        let cap =
+            (RATE * rtt_us / 8_000_000).max(emptcp::policy::limits::RATE_LIMIT_FLOOR_BYTES.into());
+        let want = clamp(1000, cap);
+        assert!(want < 1000, "{hook}: RTT {rtt_us} us: nothing to clamp");
+        assert_eq!(
+            out,
+            pkt(true, TcpFlags::ACK, want, (101, 200)),
+            "{hook}: clamped to {cap} B ({RATE} bit/s x {rtt_us} us), byte for byte"
+        );
+        assert_valid(&out, &format!("{hook} rate clamp"));
+
+        // Never raised; no new sample (the echo was taken once).
+        unchanged(pkt(true, TcpFlags::ACK, 10, (101, 200)), "small window");
+        let rtt =
+            |r: &[emptcp::SubflowRecord]| [&r[0].lo, &r[0].hi].map(|d| (d.srtt_us, d.rtt_samples));
+        assert_eq!(
+            rtt(&dp.records().unwrap()),
+            rtt(&records),
+            "{hook}: no new sample"
+        );
+
+        // A rate whose window would be below the floor: the floor (a new generation, the
+        // same recorded RTT).
+        let slow = dp.load_generation(&policy(hook, 1000), &[]).unwrap();
+        let floor = u64::from(emptcp::policy::limits::RATE_LIMIT_FLOOR_BYTES);
+        assert!(1000 * rtt_us / 8_000_000 < floor, "{hook}: RTT {rtt_us} us");
+        let out = slow
+            .test_run(&pkt(true, TcpFlags::ACK, 1000, (101, 200)))
+            .unwrap()
+            .packet;
+        assert_eq!(
+            out,
+            pkt(true, TcpFlags::ACK, clamp(1000, floor), (101, 200)),
+            "{hook}: the floor"
+        );
+        assert_valid(&out, &format!("{hook} floor"));
+    }
+}
+
 /// Frames of a classic pcap file (little-endian, as tcpdump writes here).
 fn pcap_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
     let mut frames = Vec::new();
