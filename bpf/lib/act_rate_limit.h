@@ -116,6 +116,12 @@ static __attribute__((noinline)) int emptcp_act_rate_limit(void *ctx, __u32 hook
 	if (bytes <= cap)
 		return 0;
 	clamped = cap >> shift;
+	/* The rate form's floor holds after scaling too: rounded up (the
+	 * packet's own window, above the cap, is at least that). */
+	if (form == EMPTCP_RATE_LIMIT_RATE && clamped << shift < EMPTCP_RATE_LIMIT_FLOOR_BYTES)
+		clamped = (EMPTCP_RATE_LIMIT_FLOOR_BYTES + (1u << shift) - 1) >> shift;
+	if (clamped > window)
+		clamped = window;
 	/* A zero window would stall the subflow, not slow it. */
 	new_be = bpf_htons(clamped ? (__u16)clamped : 1);
 
