@@ -39,7 +39,7 @@ static __emptcp_inline int __emptcp_edit(const struct emptcp_ctx *c, __u32 slot,
 		return emptcp_add_subflow_carry(c, slot, arg, s);
 	__builtin_memcpy(&s->pkt, pkt, sizeof(s->pkt));
 	if (kind == EMPTCP_OP_SET_BACKUP)
-		return emptcp_set_backup_edit(c, s, arg);
+		return emptcp_set_backup(c, slot, s, arg);
 	return emptcp_blk_subflow_edit(c, slot, s);
 }
 

@@ -16,12 +16,22 @@
 #include <emptcp/parse.h>
 #include <emptcp/tcpopt.h>
 
+/* set_backup's quota entry: one subflow (keyed as connection tracking
+ * keys it) under one generation, so a new generation starts afresh and
+ * the old one's entries age out of the LRU. */
+struct emptcp_prio_key {
+	struct emptcp_ct_key subflow;
+	__u32 generation;
+};
+
 struct emptcp_edit_scratch {
 	struct emptcp_tcpopt_area area;
 	struct emptcp_pkt pkt;
 	__u8 opt[EMPTCP_TCPOPT_MAX_LEN];
 	/* blk_subflow: the ADD_ADDR it keeps, copied before the strip. */
 	__u8 kept[32];
+	/* set_backup: its quota entry's key. */
+	struct emptcp_prio_key prio_key;
 };
 
 struct {

@@ -24,6 +24,7 @@
 #include <emptcp/abi.h>
 #include <emptcp/parse.h>
 
+#include "config.h"
 #include "counters.h"
 #include "conntrack.h"
 #include "act_rate_limit.h"
@@ -33,8 +34,13 @@
 #include "act_redirect.h"
 #include <emptcp/plugin.h>
 
-/* Written by the control plane before load (never changes afterwards). */
-const volatile struct emptcp_config emptcp_cfg = { .abi_version = EMPTCP_ABI_VERSION };
+/* Anchors the actors' argument enums in BTF for the generated Rust types
+ * (see emptcp_abi_anchor in the entry). */
+struct emptcp_actor_arg_anchor {
+	enum emptcp_set_backup_arg set_backup;
+	enum emptcp_rate_limit_arg rate_limit;
+};
+struct emptcp_actor_arg_anchor emptcp_actor_arg_anchor __attribute__((unused));
 
 /* Sized by the control plane before load; no prealloc, so a generation
  * with few rules costs little memory. */
@@ -436,6 +442,7 @@ static __emptcp_inline int emptcp_run_ops(void *ctx, enum emptcp_hook hook,
 			return EMPTCP_VERDICT_DROP;
 		case EMPTCP_OP_RATE_LIMIT: {
 			int skip = emptcp_act_rate_limit(ctx, hook, pkt,
+							 emptcp_cfg.chains[c].ops[i].arg32,
 							 emptcp_cfg.chains[c].ops[i].arg64);
 
 			if (skip > 0 && skip <= EMPTCP_OP_REASONS && st)

@@ -17,7 +17,7 @@
 
 /* Bumped on any incompatible change of a type in this file. */
 enum emptcp_abi {
-	EMPTCP_ABI_VERSION = 1,
+	EMPTCP_ABI_VERSION = 2,
 };
 
 /* Where an entry program runs. */
@@ -197,6 +197,8 @@ enum emptcp_entry_counter {
 	EMPTCP_CNT_ADDR_STORE_FULL,/* the ADD_ADDR store refused an entry */
 	EMPTCP_CNT_ADDR_CARRIED,  /* add_subflow: kept ADD_ADDRs put back into a packet */
 	EMPTCP_CNT_CT_FALLBACK,   /* subflows forgotten: their SYN/ACK carried no MPTCP handshake */
+	EMPTCP_CNT_PRIO_SENT,     /* set_backup: MP_PRIO options inserted */
+	EMPTCP_CNT_PRIO_QUOTA_FULL,/* set_backup's quota map refused an entry: packet unchanged */
 	EMPTCP_CNT__MAX,
 };
 
@@ -212,7 +214,7 @@ enum emptcp_limits {
 	EMPTCP_CHAIN_OPS_MAX = 16,  /* operators per action chain */
 	EMPTCP_RULE_SLOTS = 4,      /* rules sharing one flow key in one shape */
 	EMPTCP_MEMO_MAX = 8,        /* candidate rules remembered per flow */
-	EMPTCP_OP_REASONS = 9,      /* skip/error reasons counted per operator */
+	EMPTCP_OP_REASONS = 10,     /* skip/error reasons counted per operator */
 	EMPTCP_PLUGIN_SLOTS = 4,    /* plugin slots per entry program */
 };
 
@@ -223,15 +225,39 @@ enum emptcp_op_kind {
 	EMPTCP_OP_SET_MARK = 2,  /* TC: skb->mark = arg32 */
 	EMPTCP_OP_DROP = 3,      /* drops the packet; ends the chain */
 	EMPTCP_OP_PLUGIN = 4,    /* tail-calls plugin slot arg32, resumes after it (plugin.h) */
-	EMPTCP_OP_RATE_LIMIT = 5, /* clamps the advertised window to arg64 bytes (never raises it) */
+	EMPTCP_OP_RATE_LIMIT = 5, /* clamps the advertised window (never raises it): arg32 = enum
+	                           * emptcp_rate_limit_arg form; arg64 = bytes, or bit/s */
 	EMPTCP_OP_GET_CONNECT = 6, /* event with MP_CAPABLE keys and tokens */
 	EMPTCP_OP_GET_SUBFLOW = 7, /* event on each MPTCP SYN: join token, nonce, address id, index */
 	EMPTCP_OP_REDIRECT = 8,  /* TC: out of ifindex arg32 (bpf_redirect_neigh); ends the chain */
 	EMPTCP_OP_RECORD = 9,    /* per-subflow metrics into emptcp_record */
 	EMPTCP_OP_BLK_SUBFLOW = 10, /* strips ADD_ADDR; arg32 = 1: drops MP_JOIN SYNs too */
-	EMPTCP_OP_SET_BACKUP = 11, /* adds MP_PRIO with B = arg32 */
+	EMPTCP_OP_SET_BACKUP = 11, /* adds MP_PRIO: arg32 = enum emptcp_set_backup_arg */
 	EMPTCP_OP_ADD_SUBFLOW = 12, /* arms the connection's kept ADD_ADDRs to be put back once */
 	EMPTCP_OP__MAX,
+};
+
+/*
+ * set_backup's arg32: B in bit 0, and how many packets per subflow and
+ * direction carry MP_PRIO in one generation (1..MAX) from bit 8.
+ */
+enum emptcp_set_backup_arg {
+	EMPTCP_SET_BACKUP_B = 1,
+	EMPTCP_SET_BACKUP_PACKETS_SHIFT = 8,
+	EMPTCP_SET_BACKUP_PACKETS_DEFAULT = 3,
+	EMPTCP_SET_BACKUP_PACKETS_MAX = 255,
+};
+
+/*
+ * rate_limit's arg32: what arg64 is. The rate form's window is rate x the
+ * subflow's RTT (record's measurement), never below FLOOR_BYTES (two
+ * Ethernet MSS: a window below that stalls delayed ACKs and slow start
+ * instead of pacing).
+ */
+enum emptcp_rate_limit_arg {
+	EMPTCP_RATE_LIMIT_WINDOW = 0,      /* arg64: the cap in bytes */
+	EMPTCP_RATE_LIMIT_RATE = 1,        /* arg64: the rate in bit/s */
+	EMPTCP_RATE_LIMIT_FLOOR_BYTES = 2920,
 };
 
 /* What a plugin returns to the chain (bpf/include/emptcp/plugin.h). */
@@ -429,6 +455,7 @@ enum emptcp_op_reason {
 	EMPTCP_REASON_REDIRECT_FAILED = 6, /* the kernel refused the redirect: the packet went on */
 	EMPTCP_REASON_EDIT_REFUSED = 7,    /* an option edit was refused (malformed, no room): unchanged */
 	EMPTCP_REASON_NOTHING_KEPT = 8,    /* add_subflow: no ADD_ADDR kept for the connection */
+	EMPTCP_REASON_RTT_UNKNOWN = 9,     /* rate_limit (rate): no RTT measured yet by record: unchanged */
 	EMPTCP_REASON__MAX = EMPTCP_OP_REASONS,
 };
 

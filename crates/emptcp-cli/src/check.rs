@@ -172,6 +172,10 @@ pub fn describe_action(a: &emptcp::policy::Action) -> String {
     match a {
         Action::SetMark(m) => format!("set_mark({m})"),
         Action::RateLimit { window_bytes } => format!("rate_limit({window_bytes})"),
+        Action::RateLimitRate { bits_per_second } => {
+            format!("rate_limit({bits_per_second} bit/s)")
+        }
+        Action::SetBackup { backup, packets } => format!("set_backup({backup}, {packets} packets)"),
         Action::Redirect { ifindex } => format!("redirect({ifindex})"),
         Action::Plugin(s) => format!("plugin({s})"),
         other => other.name().to_owned(),

@@ -9,8 +9,9 @@ pub use crate::skel::types::{
     emptcp_config, emptcp_conn_ct, emptcp_ct_flags, emptcp_ct_key, emptcp_entry_counter,
     emptcp_event, emptcp_event_kind, emptcp_event_version, emptcp_flow_key, emptcp_flow_stats,
     emptcp_hook, emptcp_limits, emptcp_op, emptcp_op_kind, emptcp_op_reason, emptcp_op_stats,
-    emptcp_pkt_type, emptcp_record, emptcp_rule, emptcp_rule_key, emptcp_rule_set, emptcp_seq_kind,
-    emptcp_shape, emptcp_shape_stats, emptcp_subflow_ct, emptcp_token_ct, rodata,
+    emptcp_pkt_type, emptcp_rate_limit_arg, emptcp_record, emptcp_rule, emptcp_rule_key,
+    emptcp_rule_set, emptcp_seq_kind, emptcp_set_backup_arg, emptcp_shape, emptcp_shape_stats,
+    emptcp_subflow_ct, emptcp_token_ct, rodata,
 };
 
 /// ABI version this library was built against (`EMPTCP_ABI_VERSION`).

@@ -24,7 +24,7 @@ use crate::{Error, ErrorKind, Hook, Result};
 const ENTRY_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/emptcp.bpf.o"));
 
 /// Names of `enum emptcp_entry_counter`, in order.
-pub(crate) const ENTRY_COUNTER_NAMES: [&str; 22] = [
+pub(crate) const ENTRY_COUNTER_NAMES: [&str; 24] = [
     "seen",
     "not_tcp",
     "malformed",
@@ -47,6 +47,8 @@ pub(crate) const ENTRY_COUNTER_NAMES: [&str; 22] = [
     "addr_store_full",
     "addr_carried",
     "ct_fallback",
+    "prio_sent",
+    "prio_quota_full",
 ];
 
 const FLOWS_MAP: &str = "emptcp_flows";
@@ -68,6 +70,7 @@ const SHARED_MAPS: &[&str] = &[
     "emptcp_memo",
     "emptcp_addr_store",
     "emptcp_addr_armed",
+    "emptcp_prio_quota",
 ];
 
 /// A loaded emptcp data plane: the entry programs of generation 0 (no rules:
@@ -1323,6 +1326,7 @@ pub const OP_REASON_NAMES: [&str; crate::policy::limits::OP_REASONS] = [
     "redirect_failed",
     "edit_refused",
     "nothing_kept",
+    "rtt_unknown",
 ];
 
 /// Counters of one operator.

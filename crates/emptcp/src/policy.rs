@@ -30,8 +30,9 @@ use std::str::FromStr;
 
 use crate::Hook;
 use crate::abi::{
-    self, emptcp_chain, emptcp_config, emptcp_op, emptcp_op_kind, emptcp_pkt_type, emptcp_rule,
-    emptcp_rule_key, emptcp_rule_set, emptcp_seq_kind, emptcp_shape,
+    self, emptcp_chain, emptcp_config, emptcp_op, emptcp_op_kind, emptcp_pkt_type,
+    emptcp_rate_limit_arg, emptcp_rule, emptcp_rule_key, emptcp_rule_set, emptcp_seq_kind,
+    emptcp_set_backup_arg, emptcp_shape,
 };
 
 /// Limits of one generation, from `enum emptcp_limits` in abi.h.
@@ -53,6 +54,18 @@ pub mod limits {
     pub const PLUGIN_SLOTS: usize = l::EMPTCP_PLUGIN_SLOTS.0 as usize;
     /// Conjunctive terms one policy's expression may expand to.
     pub const TERMS_PER_POLICY: usize = 64;
+    /// set_backup's packets per subflow and direction when none is given.
+    pub const SET_BACKUP_PACKETS_DEFAULT: u8 =
+        crate::abi::emptcp_set_backup_arg::EMPTCP_SET_BACKUP_PACKETS_DEFAULT.0 as u8;
+    /// set_backup's most packets per subflow and direction.
+    pub const SET_BACKUP_PACKETS_MAX: u8 =
+        crate::abi::emptcp_set_backup_arg::EMPTCP_SET_BACKUP_PACKETS_MAX.0 as u8;
+    /// rate_limit's highest rate, bit/s (the data plane's arithmetic stays
+    /// within 64 bits up to 2^37).
+    pub const RATE_LIMIT_BPS_MAX: u64 = 100_000_000_000;
+    /// The least window the rate form of rate_limit sets, in bytes.
+    pub const RATE_LIMIT_FLOOR_BYTES: u32 =
+        crate::abi::emptcp_rate_limit_arg::EMPTCP_RATE_LIMIT_FLOOR_BYTES.0;
 }
 
 /// How a stage combines with everything left of it.
@@ -442,6 +455,15 @@ pub enum Action {
         /// Window cap in bytes (at least 1).
         window_bytes: u32,
     },
+    /// rate_limit's rate form: clamps (never raises) the window the packet
+    /// advertises to `bits_per_second` x the subflow's RTT as `record`
+    /// measures it (so `record` must see both directions of the subflow),
+    /// never below [`limits::RATE_LIMIT_FLOOR_BYTES`]. Until the RTT is
+    /// known, packets pass unchanged (`rtt_unknown`).
+    RateLimitRate {
+        /// The rate, 1 to [`limits::RATE_LIMIT_BPS_MAX`] bit/s.
+        bits_per_second: u64,
+    },
     /// Sends the packet out of interface `ifindex` (TC: `bpf_redirect_neigh`,
     /// the neighbour of the packet's destination on that link supplies the
     /// MAC addresses; XDP: a FIB lookup through that link supplies them,
@@ -462,9 +484,16 @@ pub enum Action {
     /// MP_PRIO): its receiver then treats the subflow the packet travels on
     /// as a backup (`backup: true`: used only when no regular subflow is left)
     /// or as regular again.
+    /// MP_PRIO goes into at most `packets` packets per subflow and direction
+    /// under one generation (a policy change starts afresh), preferring
+    /// packets without payload (one with payload only where it has NOP room).
     SetBackup {
         /// The B flag to send.
         backup: bool,
+        /// How many packets carry it, 1 to
+        /// [`limits::SET_BACKUP_PACKETS_MAX`] (files: default
+        /// [`limits::SET_BACKUP_PACKETS_DEFAULT`]).
+        packets: u8,
     },
     /// Puts the ADD_ADDRs blk_subflow stripped from this packet's connection
     /// back, once: the next packet of the connection that travels the way the
@@ -496,7 +525,7 @@ impl Action {
             Action::SetMark(_) => "set_mark",
             Action::Drop => "drop",
             Action::Plugin(_) => "plugin",
-            Action::RateLimit { .. } => "rate_limit",
+            Action::RateLimit { .. } | Action::RateLimitRate { .. } => "rate_limit",
             Action::Redirect { .. } => "redirect",
             Action::Record => "record",
             Action::BlkSubflow { .. } => "blk_subflow",
@@ -533,6 +562,32 @@ impl Action {
         )
     }
 
+    /// What is wrong with the actor's parameters, if anything.
+    fn bad_parameter(self) -> Option<String> {
+        match self {
+            Action::RateLimit { window_bytes: 0 } => {
+                Some("rate_limit needs a window of at least 1 byte".into())
+            }
+            Action::RateLimitRate { bits_per_second } => (!(1..=limits::RATE_LIMIT_BPS_MAX)
+                .contains(&bits_per_second))
+            .then(|| {
+                format!(
+                    "rate_limit: a rate of {bits_per_second} bit/s is out of range: expected 1 to {}",
+                    limits::RATE_LIMIT_BPS_MAX
+                )
+            }),
+            Action::SetBackup { packets, .. } => (!(1..=limits::SET_BACKUP_PACKETS_MAX)
+                .contains(&packets))
+            .then(|| {
+                format!(
+                    "set_backup: {packets} packets is out of range: expected 1 to {}",
+                    limits::SET_BACKUP_PACKETS_MAX
+                )
+            }),
+            _ => None,
+        }
+    }
+
     fn valid_at(self, hook: Hook) -> bool {
         !matches!((self, hook), (Action::SetMark(_), Hook::Xdp))
     }
@@ -544,13 +599,28 @@ impl Action {
             Action::SetMark(mark) => (k::EMPTCP_OP_SET_MARK, mark, 0),
             Action::Drop => (k::EMPTCP_OP_DROP, 0, 0),
             Action::Plugin(slot) => (k::EMPTCP_OP_PLUGIN, u32::from(slot), 0),
-            Action::RateLimit { window_bytes } => (k::EMPTCP_OP_RATE_LIMIT, 0, window_bytes.into()),
+            Action::RateLimit { window_bytes } => (
+                k::EMPTCP_OP_RATE_LIMIT,
+                emptcp_rate_limit_arg::EMPTCP_RATE_LIMIT_WINDOW.0,
+                window_bytes.into(),
+            ),
+            Action::RateLimitRate { bits_per_second } => (
+                k::EMPTCP_OP_RATE_LIMIT,
+                emptcp_rate_limit_arg::EMPTCP_RATE_LIMIT_RATE.0,
+                bits_per_second,
+            ),
             Action::Redirect { ifindex } => (k::EMPTCP_OP_REDIRECT, ifindex, 0),
             Action::Record => (k::EMPTCP_OP_RECORD, 0, 0),
             Action::BlkSubflow { refuse_joins } => {
                 (k::EMPTCP_OP_BLK_SUBFLOW, refuse_joins.into(), 0)
             }
-            Action::SetBackup { backup } => (k::EMPTCP_OP_SET_BACKUP, backup.into(), 0),
+            Action::SetBackup { backup, packets } => {
+                let b = emptcp_set_backup_arg::EMPTCP_SET_BACKUP_B.0 * u32::from(backup);
+                let n =
+                    u32::from(packets) << emptcp_set_backup_arg::EMPTCP_SET_BACKUP_PACKETS_SHIFT.0;
+                let a = b | n;
+                (k::EMPTCP_OP_SET_BACKUP, a, 0)
+            }
             Action::AddSubflow => (k::EMPTCP_OP_ADD_SUBFLOW, 0, 0),
             Action::GetConnect => (k::EMPTCP_OP_GET_CONNECT, 0, 0),
             Action::GetSubflow => (k::EMPTCP_OP_GET_SUBFLOW, 0, 0),
@@ -976,15 +1046,8 @@ impl PolicySet {
                     ),
                 ));
             }
-            if p.actions
-                .actions()
-                .contains(&Action::RateLimit { window_bytes: 0 })
-            {
-                return Err(err(
-                    Some(p),
-                    None,
-                    "rate_limit needs a window of at least 1 byte",
-                ));
+            if let Some(m) = p.actions.actions().iter().find_map(|a| a.bad_parameter()) {
+                return Err(err(Some(p), None, m));
             }
             if let Some(a) = p.actions.actions().iter().find(|a| !a.valid_at(hook)) {
                 return Err(err(

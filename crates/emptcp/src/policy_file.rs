@@ -999,7 +999,35 @@ impl Parser<'_> {
                         "a mark such as 2 or \"0x10\"",
                     )?)),
                     "rate_limit" => {
-                        let n = self.size(p, &kf, 1)?;
+                        if let DeValue::String(r) = p.get_ref()
+                            && r.trim_end().ends_with("bit")
+                        {
+                            let bits_per_second = parse_rate(r).ok_or_else(|| {
+                                self.err(
+                                    p.span(),
+                                    &kf,
+                                    format!(
+                                        "expected a rate such as \"20Mbit\" (bit/s; K, M, G: powers of 1000), got \"{r}\""
+                                    ),
+                                )
+                            })?;
+                            if !(1..=limits::RATE_LIMIT_BPS_MAX).contains(&bits_per_second) {
+                                return Err(self.err(
+                                    p.span(),
+                                    &kf,
+                                    format!(
+                                        "a rate of {bits_per_second} bit/s is out of range: expected 1bit to 100Gbit"
+                                    ),
+                                ));
+                            }
+                            return Ok(Action::RateLimitRate { bits_per_second });
+                        }
+                        let n = self.size(p, &kf, 1).map_err(|mut e| {
+                            if matches!(p.get_ref(), DeValue::String(_)) {
+                                e.message.push_str(", or a rate such as \"20Mbit\"");
+                            }
+                            e
+                        })?;
                         let window_bytes = u32::try_from(n).map_err(|_| {
                             self.err(
                                 p.span(),
@@ -1048,12 +1076,51 @@ impl Parser<'_> {
                         Ok(Action::Plugin(slot))
                     }
                     "set_backup" => match p.get_ref() {
-                        DeValue::Boolean(backup) => Ok(Action::SetBackup { backup: *backup }),
+                        DeValue::Boolean(backup) => Ok(Action::SetBackup {
+                            backup: *backup,
+                            packets: limits::SET_BACKUP_PACKETS_DEFAULT,
+                        }),
+                        DeValue::Table(t) => {
+                            let (mut backup, mut packets) =
+                                (None, limits::SET_BACKUP_PACKETS_DEFAULT);
+                            for (k, v) in self.entries(t, &kf, &["backup", "packets"])? {
+                                let vf = join(&kf, k.get_ref());
+                                match (k.get_ref().as_ref(), v.get_ref()) {
+                                    ("backup", DeValue::Boolean(b)) => backup = Some(*b),
+                                    ("backup", other) => {
+                                        return Err(self.err(
+                                            v.span(),
+                                            &vf,
+                                            format!(
+                                                "expected true (backup) or false (regular), got {}",
+                                                describe(other)
+                                            ),
+                                        ));
+                                    }
+                                    _ => {
+                                        packets = self.int(
+                                            v,
+                                            &vf,
+                                            1,
+                                            limits::SET_BACKUP_PACKETS_MAX.into(),
+                                        )? as u8
+                                    }
+                                }
+                            }
+                            let backup = backup.ok_or_else(|| {
+                                self.err(
+                                    p.span(),
+                                    &kf,
+                                    "set_backup needs backup: { backup = true, packets = 5 }",
+                                )
+                            })?;
+                            Ok(Action::SetBackup { backup, packets })
+                        }
                         other => Err(self.err(
                             p.span(),
                             &kf,
                             format!(
-                                "set_backup takes true (backup) or false (regular), got {}",
+                                "set_backup takes true (backup), false (regular) or {{ backup = true, packets = 5 }}, got {}",
                                 describe(other)
                             ),
                         )),
@@ -1182,6 +1249,21 @@ fn parse_size(s: &str) -> Option<u64> {
     num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
+/// "20Mbit", "1500Kbit", "1Gbit", "64000bit" (bit/s, decimal multiples).
+fn parse_rate(s: &str) -> Option<u64> {
+    let s = s.trim().strip_suffix("bit")?;
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = s.split_at(digits);
+    let mult: u64 = match unit.trim_start() {
+        "" => 1,
+        "K" | "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        _ => return None,
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
 fn example(actor: &str) -> &'static str {
     match actor {
         "set_mark" => "{ set_mark = 2 }",
@@ -1225,7 +1307,7 @@ fn join(field: &str, key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_rate, parse_size};
 
     #[test]
     fn sizes() {
@@ -1235,5 +1317,17 @@ mod tests {
         assert_eq!(parse_size("100"), Some(100));
         assert_eq!(parse_size("fast"), None);
         assert_eq!(parse_size("KiB"), None);
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("20Mbit"), Some(20_000_000));
+        assert_eq!(parse_rate("1500Kbit"), Some(1_500_000));
+        assert_eq!(parse_rate("1500kbit"), Some(1_500_000));
+        assert_eq!(parse_rate("2 Gbit"), Some(2_000_000_000));
+        assert_eq!(parse_rate("64000bit"), Some(64_000));
+        assert_eq!(parse_rate("Mbit"), None);
+        assert_eq!(parse_rate("20MiBbit"), None);
+        assert_eq!(parse_rate("20Mbps"), None);
     }
 }

@@ -584,11 +584,17 @@ fn every_operator_together_loads_at_every_hook() {
             Action::RateLimit {
                 window_bytes: 65_536,
             },
+            Action::RateLimitRate {
+                bits_per_second: 20_000_000,
+            },
             Action::Record,
             Action::GetConnect,
             Action::GetSubflow,
             Action::BlkSubflow { refuse_joins: true },
-            Action::SetBackup { backup: true },
+            Action::SetBackup {
+                backup: true,
+                packets: 3,
+            },
             Action::AddSubflow,
         ];
         if hook != Hook::Xdp {

@@ -273,7 +273,35 @@ fn bad_files_are_refused_with_file_line_field_and_message() {
             one_policy("actions = [{ set_backup = 1 }]"),
             Hook::TcIngress,
             "policy.toml:7: field 'policy[0].actions[0].set_backup': set_backup takes true \
-             (backup) or false (regular), got 1",
+             (backup), false (regular) or { backup = true, packets = 5 }, got 1",
+        ),
+        (
+            "set_backup on no packets",
+            one_policy("actions = [{ set_backup = { backup = true, packets = 0 } }]"),
+            Hook::TcIngress,
+            "policy.toml:7: field 'policy[0].actions[0].set_backup.packets': 0 is out of range: \
+             expected 1 to 255",
+        ),
+        (
+            "set_backup on too many packets",
+            one_policy("actions = [{ set_backup = { backup = false, packets = 256 } }]"),
+            Hook::TcIngress,
+            "policy.toml:7: field 'policy[0].actions[0].set_backup.packets': 256 is out of range: \
+             expected 1 to 255",
+        ),
+        (
+            "set_backup without backup",
+            one_policy("actions = [{ set_backup = { packets = 5 } }]"),
+            Hook::TcIngress,
+            "policy.toml:7: field 'policy[0].actions[0].set_backup': set_backup needs backup: \
+             { backup = true, packets = 5 }",
+        ),
+        (
+            "set_backup with an unknown key",
+            one_policy("actions = [{ set_backup = { backup = true, times = 5 } }]"),
+            Hook::TcIngress,
+            "policy.toml:7: field 'policy[0].actions[0].set_backup.times': unknown key; expected \
+             one of backup, packets",
         ),
         (
             "an option reader after blk_subflow",
@@ -382,7 +410,28 @@ fn bad_files_are_refused_with_file_line_field_and_message() {
             one_policy("actions = [{ rate_limit = \"fast\" }]"),
             Hook::TcIngress,
             "policy.toml:7: field 'policy[0].actions[0].rate_limit': expected a size such as \
-             65536 or \"64KiB\", got \"fast\"",
+             65536 or \"64KiB\", got \"fast\", or a rate such as \"20Mbit\"",
+        ),
+        (
+            "bad rate unit",
+            one_policy("actions = [{ rate_limit = \"20Tbit\" }]"),
+            Hook::TcIngress,
+            "policy.toml:7: field 'policy[0].actions[0].rate_limit': expected a rate such as \
+             \"20Mbit\" (bit/s; K, M, G: powers of 1000), got \"20Tbit\"",
+        ),
+        (
+            "zero bit rate",
+            one_policy("actions = [{ rate_limit = \"0bit\" }]"),
+            Hook::TcIngress,
+            "policy.toml:7: field 'policy[0].actions[0].rate_limit': a rate of 0 bit/s is out of \
+             range: expected 1bit to 100Gbit",
+        ),
+        (
+            "too high a rate",
+            one_policy("actions = [{ rate_limit = \"101Gbit\" }]"),
+            Hook::TcIngress,
+            "policy.toml:7: field 'policy[0].actions[0].rate_limit': a rate of 101000000000 bit/s \
+             is out of range: expected 1bit to 100Gbit",
         ),
         (
             "zero rate",
@@ -565,7 +614,17 @@ fn sets_round_trip_through_rendered_files() {
     let mut api = every_selector_set();
     let mut rest = ActionChain::new();
     rest.add(Action::Record)
-        .add(Action::SetBackup { backup: false })
+        .add(Action::RateLimitRate {
+            bits_per_second: 1_500_000,
+        })
+        .add(Action::SetBackup {
+            backup: false,
+            packets: 5,
+        })
+        .add(Action::SetBackup {
+            backup: true,
+            packets: 3,
+        })
         .add(Action::BlkSubflow { refuse_joins: true });
     let mut p = Policy::new("with \"quotes\" and \\", rest);
     p.priority(-7);

@@ -349,3 +349,47 @@ fn many_policies_of_one_shape_share_one_lookup() {
         (10_000, 1, 1)
     );
 }
+
+#[test]
+fn actor_parameters_are_range_checked_and_encoded() {
+    let one = |a: Action| compile(SelectorChain::new(), vec![Policy::new("p", actions(&[a]))]);
+    for (a, msg) in [
+        (
+            Action::SetBackup {
+                backup: true,
+                packets: 0,
+            },
+            "set_backup: 0 packets is out of range: expected 1 to 255",
+        ),
+        (
+            Action::RateLimitRate { bits_per_second: 0 },
+            "rate_limit: a rate of 0 bit/s is out of range",
+        ),
+        (
+            Action::RateLimitRate {
+                bits_per_second: limits::RATE_LIMIT_BPS_MAX + 1,
+            },
+            "rate_limit: a rate of 100000000001 bit/s is out of range",
+        ),
+    ] {
+        let e = one(a).unwrap_err().to_string();
+        assert!(e.contains(msg), "{e}");
+    }
+    let op = |a: Action| one(a).unwrap().config.chains[0].ops[0];
+    let sb = op(Action::SetBackup {
+        backup: true,
+        packets: 7,
+    });
+    assert_eq!((sb.arg32, sb.arg64), (1 | 7 << 8, 0));
+    let sb = op(Action::SetBackup {
+        backup: false,
+        packets: 255,
+    });
+    assert_eq!(sb.arg32, 255 << 8);
+    let rl = op(Action::RateLimitRate {
+        bits_per_second: 20_000_000,
+    });
+    assert_eq!((rl.arg32, rl.arg64), (1, 20_000_000));
+    let rl = op(Action::RateLimit { window_bytes: 5000 });
+    assert_eq!((rl.arg32, rl.arg64), (0, 5000));
+}

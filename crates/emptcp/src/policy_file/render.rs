@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::Hook;
-use crate::policy::{Action, Combine, PolicySet, Selector, Stream};
+use crate::policy::{Action, Combine, PolicySet, Selector, Stream, limits};
 
 /// The TOML policy file of `set` (with `hook = ...` when given).
 ///
@@ -107,10 +107,29 @@ fn action(a: Action) -> String {
         Action::RateLimit { window_bytes } => format!("{{ rate_limit = {window_bytes} }}"),
         Action::Redirect { ifindex } => format!("{{ redirect = {ifindex} }}"),
         Action::BlkSubflow { refuse_joins: true } => "{ blk_subflow = \"refuse_joins\" }".into(),
-        Action::SetBackup { backup } => format!("{{ set_backup = {backup} }}"),
+        Action::RateLimitRate { bits_per_second } => {
+            format!("{{ rate_limit = \"{}\" }}", rate(bits_per_second))
+        }
+        Action::SetBackup { backup, packets } if packets == limits::SET_BACKUP_PACKETS_DEFAULT => {
+            format!("{{ set_backup = {backup} }}")
+        }
+        Action::SetBackup { backup, packets } => {
+            format!("{{ set_backup = {{ backup = {backup}, packets = {packets} }} }}")
+        }
         Action::Plugin(slot) => format!("{{ plugin = {slot} }}"),
         other => quote(other.name()),
     }
+}
+
+/// A rate in bit/s as the file writes it: the largest decimal unit that
+/// divides it.
+fn rate(bits_per_second: u64) -> String {
+    [(1_000_000_000, "G"), (1_000_000, "M"), (1_000, "K")]
+        .into_iter()
+        .find(|(unit, _)| bits_per_second.is_multiple_of(*unit))
+        .map_or(format!("{bits_per_second}bit"), |(unit, prefix)| {
+            format!("{}{prefix}bit", bits_per_second / unit)
+        })
 }
 
 /// A TOML basic string.
