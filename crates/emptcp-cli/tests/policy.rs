@@ -27,8 +27,28 @@ fn emptcp(args: &[&str]) -> Output {
         .expect("running emptcp")
 }
 
+/// The scratch directory of the calling test (each test runs on a thread
+/// named after it).
+fn scratch_dir() -> PathBuf {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("main")
+        .replace("::", "-");
+    std::env::temp_dir().join(format!("emptcp-cli-policy-{}-{test}", std::process::id()))
+}
+
+/// Removes the calling test's scratch directory when dropped (also on
+/// panic): every test that writes files holds one.
+struct Scratch;
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(scratch_dir());
+    }
+}
+
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("emptcp-cli-policy-{}", std::process::id()));
+    let dir = scratch_dir();
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
@@ -79,6 +99,7 @@ fn check_summarises_as_json() {
 
 #[test]
 fn check_refuses_bad_files_with_file_line_and_field() {
+    let _scratch = Scratch;
     let cases = [
         (
             "[[selector]]\nkind = \"src\"\n[[policy]]\nname = \"p\"\nselect = { src = \"10.0.0.1/8\" }\n",
@@ -191,6 +212,7 @@ const COUNT_ALL: &str =
 
 #[test]
 fn replay_counts_every_packet_of_an_untruncated_capture_and_keeps_checksums_good() {
+    let _scratch = Scratch;
     if !can_replay() {
         return;
     }
@@ -217,6 +239,7 @@ fn replay_counts_every_packet_of_an_untruncated_capture_and_keeps_checksums_good
 
 #[test]
 fn replay_rate_limit_clamps_acks_with_good_checksums_and_passes_truncated_frames() {
+    let _scratch = Scratch;
     if !can_replay() {
         return;
     }
@@ -253,6 +276,7 @@ fn replay_rate_limit_clamps_acks_with_good_checksums_and_passes_truncated_frames
 
 #[test]
 fn replay_drop_leaves_dropped_packets_out() {
+    let _scratch = Scratch;
     if !can_replay() {
         return;
     }
@@ -277,6 +301,7 @@ fn replay_drop_leaves_dropped_packets_out() {
 
 #[test]
 fn replay_with_local_runs_only_the_hooks_direction() {
+    let _scratch = Scratch;
     if !can_replay() {
         return;
     }
@@ -358,6 +383,7 @@ fn relink(input: &Path, out: &Path, kind: &str) {
 
 #[test]
 fn replay_reads_pcapng_and_linux_cooked_captures() {
+    let _scratch = Scratch;
     if !can_replay() {
         return;
     }

@@ -122,7 +122,7 @@ impl PinDir {
 /// What a pinned attachment is: kept in `ifIDX-HOOK/meta`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttachmentRecord {
-    /// [`RECORD_VERSION`] of the writer.
+    /// The record format version of the writer (a reader refuses others).
     pub version: u32,
     /// Interface name when attached.
     pub ifname: String,
@@ -147,7 +147,7 @@ pub struct AttachmentRecord {
 /// What a pinned generation runs: kept in `genN/meta`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenerationRecord {
-    /// [`RECORD_VERSION`] of the writer.
+    /// The record format version of the writer (a reader refuses others).
     pub version: u32,
     /// The data plane's ABI version (`EMPTCP_ABI_VERSION`) of the writer:
     /// the layout its counters were written in.
