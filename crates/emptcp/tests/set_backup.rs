@@ -52,6 +52,8 @@ fn adds_mp_prio_where_it_fits_and_leaves_the_rest_alone() {
     if !root_or_skip() {
         return;
     }
+    // What came out with MP_PRIO added, for tshark.
+    let mut prio_frames = Vec::new();
     let mut dp = Dataplane::load().expect("load entry programs");
     // 38 bytes of options: no room for 3 more.
     let full = vec![
@@ -96,17 +98,21 @@ fn adds_mp_prio_where_it_fits_and_leaves_the_rest_alone() {
                 for (input, with_prio, grows) in layouts {
                     let input = base.clone().options(input).build().unwrap();
                     // A packet with payload is never grown: passed over, uncounted.
-                    let want = if payload && grows {
-                        input.clone()
-                    } else {
+                    let carried = !(payload && grows);
+                    let want = if carried {
                         added += 1;
                         base.clone().options(with_prio).build().unwrap()
+                    } else {
+                        input.clone()
                     };
                     let what = format!("{hook} backup={backup} {base_name} grows={grows}");
                     let r = g.test_run(&input).unwrap();
                     runs += 1;
                     assert_eq!(r.verdict, pass_verdict(hook == Hook::Xdp), "{what}");
                     check_same(&what, &r.packet, &want);
+                    if carried {
+                        prio_frames.push(r.packet);
+                    }
                 }
                 // Left alone: no MPTCP option, the sender's own MP_PRIO, a SYN; no room
                 // (counted on a packet without payload).
@@ -163,6 +169,8 @@ fn adds_mp_prio_where_it_fits_and_leaves_the_rest_alone() {
             );
         }
     }
+    // An independent decoder: good checksums, an MP_PRIO (subtype 5) in each.
+    common::tshark::expect_subtypes(&prio_frames, Some(5), None, "MP_PRIO");
 }
 
 /// One policy picking every TCP packet, both directions.

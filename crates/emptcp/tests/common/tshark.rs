@@ -104,3 +104,40 @@ pub fn expect_add_addr(frames: &[Vec<u8>]) {
         lines.len()
     );
 }
+
+/// Every frame has a good TCP checksum and, in tshark's reading, MPTCP options of which one has
+/// subtype `present` (when given) and none subtype `absent` (when given). `what` names the
+/// frames in messages.
+pub fn expect_subtypes(frames: &[Vec<u8>], present: Option<u8>, absent: Option<u8>, what: &str) {
+    let Some(lines) = fields(
+        frames,
+        &["tcp.checksum.status", "tcp.options.mptcp.subtype"],
+    ) else {
+        return;
+    };
+    for (i, line) in lines.iter().enumerate() {
+        let (status, subtypes) = line.split_once('\t').unwrap_or((line, ""));
+        let subtypes: Vec<&str> = subtypes.split(',').filter(|s| !s.is_empty()).collect();
+        assert_eq!(
+            checksum_good(status),
+            Some(true),
+            "{what} {i}: checksum: {line}"
+        );
+        if let Some(p) = present {
+            assert!(
+                subtypes.contains(&p.to_string().as_str()),
+                "{what} {i}: no subtype {p}: {line}"
+            );
+        }
+        if let Some(a) = absent {
+            assert!(
+                !subtypes.contains(&a.to_string().as_str()),
+                "{what} {i}: subtype {a}: {line}"
+            );
+        }
+    }
+    eprintln!(
+        "tshark: {} {what} frames, good checksums, MPTCP subtypes as expected",
+        lines.len()
+    );
+}
