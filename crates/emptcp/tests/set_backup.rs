@@ -272,6 +272,8 @@ struct LiveRun {
     subflows: [u64; 2],
     /// The client's `MPTcpExtMPPrioRx`.
     prio_rx: u64,
+    /// The client's `TcpInCsumErrors`.
+    client_csum_errors: u64,
     /// MP_PRIO the data plane inserted (`prio_sent` at tc-ingress).
     prio_sent: u64,
     /// Packets the set_backup operator ran on.
@@ -280,10 +282,23 @@ struct LiveRun {
 
 /// A transfer from the client, with `policy` at the router's tc-ingress of `iface`, or none.
 fn live(label: &str, policy: Option<(emptcp::policy::CompiledPolicy, &str)>) -> LiveRun {
+    live_with(label, policy, None)
+}
+
+/// [`live`] with every link's offloads set (`None`: veth's defaults).
+fn live_with(
+    label: &str,
+    policy: Option<(emptcp::policy::CompiledPolicy, &str)>,
+    offloads: Option<emptcp_testbed::Offloads>,
+) -> LiveRun {
     use emptcp_testbed::presets;
     use emptcp_testbed::traffic::{self, SenderReport, TransferOpts};
 
-    let tb = presets::two_path(label, common::paced()).unwrap();
+    let opts = presets::TwoPathOpts {
+        offloads,
+        ..common::paced()
+    };
+    let tb = presets::two_path(label, opts).unwrap();
     let mut dp = Dataplane::load().unwrap();
     if let Some((compiled, iface)) = &policy {
         common::attach_router(&mut dp, &tb, Hook::TcIngress, &[iface], Some(compiled));
@@ -337,6 +352,12 @@ fn live(label: &str, policy: Option<(emptcp::policy::CompiledPolicy, &str)>) -> 
             .map(SenderReport::acked_payload)
             .sum(),
         prio_rx: prio_rx(),
+        client_csum_errors: tb
+            .client
+            .nstat()
+            .unwrap()
+            .delta(&before)
+            .tcp_in_csum_errors(),
         prio_sent,
         hits: ops.last().map_or(0, |o| o.hits),
     }
@@ -383,7 +404,7 @@ fn live_backup_subflow_gets_at_most_n_mp_prio_and_loses_its_traffic() {
     let example = emptcp::policy_file::load(&example, &emptcp::policy_file::no_interfaces)
         .and_then(|f| f.compile(None))
         .unwrap();
-    let r = live("bks", Some((example, "r4")));
+    let r = live("bks", Some((example.clone(), "r4")));
     eprintln!(
         "set_backup: paths carried {:?} of {} B, subflows {:?}, MP_PRIO inserted {} (operator \
          hits {}), client MP_PRIO rx {}",
@@ -411,6 +432,29 @@ fn live_backup_subflow_gets_at_most_n_mp_prio_and_loses_its_traffic() {
         r.path[1],
         r.total
     );
+    // The same with every offload off (full checksums, no segmentation offload) and every one
+    // on (CHECKSUM_PARTIAL, TSO/GSO, GRO): MP_PRIO rides pure ACKs, which TC can always grow.
+    for (name, offloads) in [
+        ("off", emptcp_testbed::Offloads::all_off()),
+        ("on", emptcp_testbed::Offloads::all_on()),
+    ] {
+        let o = live_with(
+            &format!("bko{name}"),
+            Some((example.clone(), "r4")),
+            Some(offloads),
+        );
+        eprintln!(
+            "offloads {name}: paths carried {:?} of {} B, MP_PRIO inserted {}, client rx {}, \
+             client TcpInCsumErrors {}",
+            o.path, o.total, o.prio_sent, o.prio_rx, o.client_csum_errors
+        );
+        assert!((1..=o.prio_sent).contains(&o.prio_rx), "offloads {name}");
+        assert!(
+            o.path[1] * 20 < o.total,
+            "offloads {name}: path 2 kept its traffic"
+        );
+        assert_eq!(o.client_csum_errors, 0, "offloads {name}");
+    }
 
     let mut sc = SelectorChain::new();
     sc.add(SelectorKind::Dst, Combine::And);
