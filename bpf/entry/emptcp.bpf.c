@@ -66,18 +66,11 @@ static const struct emptcp_flow_stats emptcp_zero_flow;
 static __emptcp_inline void account_flow(enum emptcp_hook hook, __u32 ifindex,
 					 const struct emptcp_pkt *pkt, __u64 wire_len)
 {
-	struct emptcp_flow_key key = {
-		.ifindex = ifindex,
-		.hook = hook,
-		.family = pkt->family,
-		.sport = pkt->sport,
-		.dport = pkt->dport,
-	};
+	struct emptcp_flow_key key;
 	struct emptcp_flow_stats *st;
 	__u64 payload = 0;
 
-	__builtin_memcpy(key.saddr, pkt->saddr, sizeof(key.saddr));
-	__builtin_memcpy(key.daddr, pkt->daddr, sizeof(key.daddr));
+	emptcp_flow_key_of(&key, ifindex, hook, pkt);
 	if (wire_len > pkt->payload_off)
 		payload = wire_len - pkt->payload_off;
 	st = bpf_map_lookup_elem(&emptcp_flows, &key);

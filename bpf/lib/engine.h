@@ -676,17 +676,20 @@ static __emptcp_inline int __emptcp_memo_is(const struct emptcp_memo_slot *m, __
 	return diff == 0;
 }
 
-static __emptcp_inline void __emptcp_memo_take(struct emptcp_memo_slot *m, __u32 ifindex,
+/* Fills `key`, every byte (it may be a map key on the stack), with the
+ * flow of a packet seen on `ifindex` at `hook`: the memo's slots and the
+ * flow table (entry) both key flows this way. */
+static __emptcp_inline void emptcp_flow_key_of(struct emptcp_flow_key *key, __u32 ifindex,
 					       enum emptcp_hook hook, const struct emptcp_pkt *pkt)
 {
-	m->key.ifindex = ifindex;
-	m->key.hook = hook;
-	m->key.family = pkt->family;
-	m->key.sport = pkt->sport;
-	m->key.dport = pkt->dport;
-	m->key._pad = 0;
-	__builtin_memcpy(m->key.saddr, pkt->saddr, sizeof(m->key.saddr));
-	__builtin_memcpy(m->key.daddr, pkt->daddr, sizeof(m->key.daddr));
+	key->ifindex = ifindex;
+	key->hook = hook;
+	key->family = pkt->family;
+	key->sport = pkt->sport;
+	key->dport = pkt->dport;
+	key->_pad = 0;
+	__builtin_memcpy(key->saddr, pkt->saddr, sizeof(key->saddr));
+	__builtin_memcpy(key->daddr, pkt->daddr, sizeof(key->daddr));
 }
 
 /*
@@ -737,7 +740,7 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void 
 		n = emptcp_classify(pkt, hook != EMPTCP_HOOK_TC_EGRESS, ct, cands);
 		n = __emptcp_forget(scratch, n);
 		if (memo) {
-			__emptcp_memo_take(memo, ifindex, hook, pkt);
+			emptcp_flow_key_of(&memo->key, ifindex, hook, pkt);
 			memo->generation = emptcp_cfg.generation;
 			memo->ct_version = ct_version;
 			memo->n = n;
