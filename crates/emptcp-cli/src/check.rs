@@ -84,15 +84,8 @@ impl LenientResolver {
 }
 
 /// The ifindex of interface `name` in this network namespace.
-pub fn ifindex(name: &str) -> Option<u32> {
-    if name.is_empty() || name.contains('/') || name.starts_with('.') {
-        return None;
-    }
-    std::fs::read_to_string(Path::new("/sys/class/net").join(name).join("ifindex"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+fn ifindex(name: &str) -> Option<u32> {
+    emptcp::netns::interface_index(name).ok()
 }
 
 /// Parses the file with a lenient resolver; returns it with the names it

@@ -40,9 +40,7 @@ impl StateOpts {
     }
 
     pub fn netns_path(&self) -> Option<PathBuf> {
-        self.netns
-            .as_deref()
-            .map(|n| Path::new("/run/netns").join(n))
+        self.netns.as_deref().map(netns::named_path)
     }
 
     /// Opens the pinned data plane (creating the directory if needed).

@@ -31,9 +31,9 @@ impl NetnsGuard {
         Ok(NetnsGuard { previous })
     }
 
-    /// The namespace file of a named namespace (`ip netns add NAME`).
+    /// Enters a named namespace (`ip netns add NAME`).
     pub fn named(name: &str) -> Result<NetnsGuard> {
-        NetnsGuard::enter(&Path::new("/run/netns").join(name))
+        NetnsGuard::enter(&named_path(name))
     }
 }
 
@@ -55,6 +55,11 @@ fn setns(ns: &File) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// The namespace file of a named namespace (`ip netns add NAME`).
+pub fn named_path(name: &str) -> std::path::PathBuf {
+    Path::new("/run/netns").join(name)
 }
 
 /// The index of interface `name` in the calling thread's namespace.
