@@ -131,28 +131,16 @@ fn handshakes_teach_tokens_idsns_and_subflow_order() {
     // retransmitted SYN is not a new subflow.
     let token = token_from_key(KEY_B);
     let s = (SERVER, 80);
-    run(
-        &dp,
-        &packet(
-            (CLIENT2, 40001),
-            s,
-            TcpFlags::SYN,
-            7000,
-            Some(join_syn(token)),
-            0,
-        ),
+    let first_join = packet(
+        (CLIENT2, 40001),
+        s,
+        TcpFlags::SYN,
+        7000,
+        Some(join_syn(token)),
+        0,
     );
-    run(
-        &dp,
-        &packet(
-            (CLIENT2, 40001),
-            s,
-            TcpFlags::SYN,
-            7000,
-            Some(join_syn(token)),
-            0,
-        ),
-    );
+    run(&dp, &first_join);
+    run(&dp, &first_join); // its retransmission
     run(
         &dp,
         &packet(

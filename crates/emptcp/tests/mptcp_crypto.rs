@@ -919,6 +919,20 @@ fn frame64() -> Vec<u8> {
     Net::V4.builder().build().unwrap()
 }
 
+/// (token, IDSN) of `key` as the data plane's SHA-256 program `prog` derives them.
+fn data_plane_hash(h: &Harness, prog: &str, frame: &[u8], key: u64) -> (u64, u64) {
+    let io = h.run(
+        prog,
+        frame,
+        Input {
+            key,
+            ..Default::default()
+        },
+    );
+    assert_eq!(io.signed("sha_rc"), 0, "{prog} key {key:#018x}");
+    (io.get("key_hash.token"), io.get("key_hash.idsn"))
+}
+
 #[test]
 fn sha256_known_vectors() {
     if !root_or_skip() {
@@ -931,17 +945,8 @@ fn sha256_known_vectors() {
         let idsn = hex_u64(&digest[48..]);
         assert_eq!((token_from_key(key), idsn_from_key(key)), (token, idsn));
         for prog in SHA_PROGS {
-            let io = h.run(
-                prog,
-                &frame,
-                Input {
-                    key,
-                    ..Default::default()
-                },
-            );
-            assert_eq!(io.signed("sha_rc"), 0);
             assert_eq!(
-                (io.get("key_hash.token"), io.get("key_hash.idsn")),
+                data_plane_hash(&h, prog, &frame, key),
                 (u64::from(token), idsn),
                 "{prog} key {key:#018x}"
             );
@@ -964,25 +969,13 @@ fn sha256_tokens_and_idsns_equal_the_codec_for_1000_keys() {
             _ => rng.next(),
         };
         let prog = SHA_PROGS[i % SHA_PROGS.len()];
-        let io = h.run(
-            prog,
-            &frame,
-            Input {
-                key,
-                ..Default::default()
-            },
-        );
-        assert_eq!(io.signed("sha_rc"), 0);
+        let (token, idsn) = data_plane_hash(&h, prog, &frame, key);
         assert_eq!(
-            io.get("key_hash.token"),
+            token,
             u64::from(token_from_key(key)),
             "{prog} token of {key:#018x}"
         );
-        assert_eq!(
-            io.get("key_hash.idsn"),
-            idsn_from_key(key),
-            "{prog} idsn of {key:#018x}"
-        );
+        assert_eq!(idsn, idsn_from_key(key), "{prog} idsn of {key:#018x}");
     }
 }
 

@@ -87,12 +87,7 @@ impl MpJoin {
                 random,
                 reserved,
             } => {
-                check_width(reserved.into(), 3, "mp_join reserved bits above 7")?;
-                out.push(subtype_byte(
-                    Subtype::MpJoin,
-                    reserved << 1 | u8::from(backup),
-                ));
-                out.push(address_id);
+                write_handshake_head(out, reserved, backup, address_id)?;
                 out.extend(token.to_be_bytes());
                 out.extend(random.to_be_bytes());
             }
@@ -103,12 +98,7 @@ impl MpJoin {
                 random,
                 reserved,
             } => {
-                check_width(reserved.into(), 3, "mp_join reserved bits above 7")?;
-                out.push(subtype_byte(
-                    Subtype::MpJoin,
-                    reserved << 1 | u8::from(backup),
-                ));
-                out.push(address_id);
+                write_handshake_head(out, reserved, backup, address_id)?;
                 out.extend(hmac.to_be_bytes());
                 out.extend(random.to_be_bytes());
             }
@@ -130,6 +120,23 @@ impl MpJoin {
             MpJoin::Ack { .. } => len::MP_JOIN_ACK,
         }
     }
+}
+
+/// The subtype byte (reserved bits, B flag) and address id that the SYN and
+/// SYN/ACK forms start with (RFC 8684 section 3.2).
+fn write_handshake_head(
+    out: &mut Vec<u8>,
+    reserved: u8,
+    backup: bool,
+    address_id: u8,
+) -> Result<()> {
+    check_width(reserved.into(), 3, "mp_join reserved bits above 7")?;
+    out.push(subtype_byte(
+        Subtype::MpJoin,
+        reserved << 1 | u8::from(backup),
+    ));
+    out.push(address_id);
+    Ok(())
 }
 
 #[cfg(test)]
