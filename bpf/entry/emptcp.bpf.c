@@ -91,9 +91,28 @@ static __emptcp_inline void account_flow(enum emptcp_hook hook, __u32 ifindex,
 static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, void *data_end,
 				 __u32 ifindex, __u64 wire_len)
 {
+	struct emptcp_memo_slot *memo = NULL;
 	struct emptcp_pkt pkt;
+	int parsed;
 
-	switch (emptcp_parse(data, data_end, &pkt)) {
+	parsed = emptcp_parse_headers(data, data_end, &pkt);
+	if (parsed == EMPTCP_PARSE_TCP) {
+		memo = emptcp_memo_slot(ifindex, hook, &pkt);
+		/* Never NULL (a masked index into an array), but the verifier
+		 * must be told: a pointer that may be NULL would split every
+		 * state after this in two (~80k more verified instructions). */
+		if (!memo)
+			return EMPTCP_VERDICT_PASS;
+		/* Flows no rule selects pass on their headers (memo.h): the
+		 * option walk is most of the rest of a packet's cost. */
+		if (emptcp_memo_quick_pass(memo, ifindex, hook, &pkt)) {
+			if (emptcp_cfg.account_flows)
+				account_flow(hook, ifindex, &pkt, wire_len);
+			return EMPTCP_VERDICT_PASS;
+		}
+		parsed = emptcp_parse_options(data, data_end, &pkt);
+	}
+	switch (parsed) {
 	case EMPTCP_PARSE_TCP:
 		break;
 	case EMPTCP_PARSE_NOT_TCP:
@@ -119,9 +138,13 @@ static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, v
 		else
 			emptcp_ct_learn_tc(ctx, &pkt, hook);
 	}
-	if (emptcp_cfg.n_shapes == 0)
+	if (emptcp_cfg.n_shapes == 0) {
+		/* No rules: the engine would find no candidate either. */
+		emptcp_count(hook, EMPTCP_CNT_NO_POLICY);
+		emptcp_memo_fill_none(memo, ifindex, hook, &pkt);
 		return EMPTCP_VERDICT_PASS;
-	return emptcp_engine(ctx, hook, data, data_end, &pkt, ifindex, NULL);
+	}
+	return emptcp_engine(ctx, hook, data, data_end, &pkt, ifindex, NULL, memo);
 }
 
 /* The XDP return code of an engine verdict. */

@@ -32,6 +32,7 @@
 #include "act_record.h"
 #include "act_edit.h"
 #include "act_redirect.h"
+#include "memo.h"
 #include <emptcp/plugin.h>
 
 /* Anchors the actors' argument enums in BTF for the generated Rust types
@@ -603,107 +604,16 @@ static __emptcp_inline int emptcp_resume_chain(void *ctx, enum emptcp_hook kind_
 }
 
 /*
- * The classification memo: the candidate rules of recent flows, per CPU,
- * in a direct-mapped array indexed by a hash of the flow key. A per-CPU
- * array lookup is inlined by the verifier, so a hit costs the hash, one
- * load and a key compare (a few ns), where a hash map lookup costs ~45 ns
- * on this project's VM (docs/benchmarks.md). A slot holds one flow: flows
- * whose keys collide take turns, each miss classifying again (the full key
- * is compared, so a collision costs time, never a wrong rule). Tagged with
- * the generation and the connection-tracking version it was made under.
- */
-#define EMPTCP_MEMO_SLOTS 16384
-
-struct emptcp_memo_slot {
-	struct emptcp_flow_key key;
-	__u32 generation;       /* 0: empty */
-	__u32 ct_version;
-	__u32 n;                /* > EMPTCP_MEMO_MAX: overflow, classify per packet */
-	__u32 ids[EMPTCP_MEMO_MAX];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, EMPTCP_MEMO_SLOTS);
-	__type(key, __u32);
-	__type(value, struct emptcp_memo_slot);
-} emptcp_memo SEC(".maps");
-EMPTCP_BUILD_BUG_ON(EMPTCP_MEMO_SLOTS & (EMPTCP_MEMO_SLOTS - 1));
-
-static __emptcp_inline __u32 __emptcp_rotl32(__u32 x, int r)
-{
-	return (x << r) | (x >> (32 - r));
-}
-
-/* A hash of the flow key's fields, read from the parsed packet (no key copy
- * on the stack: the entry and its calls share 512 bytes). The words are
- * folded with rotations in independent chains, then mixed with two
- * multiplies (MurmurHash3's finaliser): a chain of a multiply per word, the
- * first version, cost ~6 ns more here, since each multiply waits for the
- * last. Source and destination rotate differently, so a flow's two
- * directions do not share a slot. Collisions only cost a reclassification:
- * the slot's full key is compared. */
-static __emptcp_inline __u32 __emptcp_memo_hash(__u32 ifindex, enum emptcp_hook hook,
-						const struct emptcp_pkt *pkt)
-{
-	const __u32 *s = (const __u32 *)pkt->saddr, *d = (const __u32 *)pkt->daddr;
-	__u32 a, b, h;
-
-	a = s[0] ^ __emptcp_rotl32(s[1], 7) ^ __emptcp_rotl32(s[2], 13) ^ __emptcp_rotl32(s[3], 19);
-	b = d[0] ^ __emptcp_rotl32(d[1], 7) ^ __emptcp_rotl32(d[2], 13) ^ __emptcp_rotl32(d[3], 19);
-	h = a ^ __emptcp_rotl32(b, 16) ^ *(const __u32 *)&pkt->sport /* both ports */ ^
-	    __emptcp_rotl32(ifindex ^ ((__u32)hook << 24 | (__u32)pkt->family << 16), 11);
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	return h ^ (h >> 16);
-}
-
-/* Whether memo slot `m` is the packet's flow. */
-static __emptcp_inline int __emptcp_memo_is(const struct emptcp_memo_slot *m, __u32 ifindex,
-					    enum emptcp_hook hook, const struct emptcp_pkt *pkt)
-{
-	const __u32 *ks = (const __u32 *)m->key.saddr, *kd = (const __u32 *)m->key.daddr;
-	const __u32 *ps = (const __u32 *)pkt->saddr, *pd = (const __u32 *)pkt->daddr;
-	__u32 diff, i;
-
-	diff = (m->key.ifindex ^ ifindex) | (m->key.hook ^ hook) | (m->key.family ^ pkt->family) |
-	       (m->key.sport ^ pkt->sport) | (m->key.dport ^ pkt->dport);
-#pragma unroll
-	for (i = 0; i < 4; i++)
-		diff |= (ks[i] ^ ps[i]) | (kd[i] ^ pd[i]);
-	return diff == 0;
-}
-
-/* Fills `key`, every byte (it may be a map key on the stack), with the
- * flow of a packet seen on `ifindex` at `hook`: the memo's slots and the
- * flow table (entry) both key flows this way. */
-static __emptcp_inline void emptcp_flow_key_of(struct emptcp_flow_key *key, __u32 ifindex,
-					       enum emptcp_hook hook, const struct emptcp_pkt *pkt)
-{
-	key->ifindex = ifindex;
-	key->hook = hook;
-	key->family = pkt->family;
-	key->sport = pkt->sport;
-	key->dport = pkt->dport;
-	key->_pad = 0;
-	__builtin_memcpy(key->saddr, pkt->saddr, sizeof(key->saddr));
-	__builtin_memcpy(key->daddr, pkt->daddr, sizeof(key->daddr));
-}
-
-/*
  * Chooses and runs the action chain of a TCP packet that came in on (or goes
  * out of) interface `ifindex`. Returns an enum emptcp_verdict and counts
  * what happened.
  */
 static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void *data,
 					 void *data_end, const struct emptcp_pkt *pkt, __u32 ifindex,
-					 struct emptcp_subflow_ct *ct)
+					 struct emptcp_subflow_ct *ct, struct emptcp_memo_slot *memo)
 {
-	__u32 n, winner, k, ct_version = 0, scratch_key = hook, slot_idx;
+	__u32 n, winner, k, ct_version = 0, scratch_key = hook;
 	struct emptcp_scratch *scratch;
-	struct emptcp_memo_slot *memo;
 	const struct emptcp_rule *rule;
 	int missing = 0, verdict;
 	__u32 *cands;
@@ -721,11 +631,8 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void 
 		ct_version = ct ? ct->version : 0;
 	}
 
-	slot_idx = __emptcp_memo_hash(ifindex, hook, pkt) & (EMPTCP_MEMO_SLOTS - 1);
-	memo = bpf_map_lookup_elem(&emptcp_memo, &slot_idx);
-	if (memo && memo->generation == emptcp_cfg.generation &&
-	    memo->ct_version == ct_version && memo->n <= EMPTCP_MEMO_MAX &&
-	    __emptcp_memo_is(memo, ifindex, hook, pkt)) {
+	if (memo && memo->generation == emptcp_memo_tag() && memo->ct_version == ct_version &&
+	    memo->n <= EMPTCP_MEMO_MAX && __emptcp_memo_is(memo, ifindex, hook, pkt)) {
 		/* Copied to the scratch array so that one selection loop,
 		 * bounded by that array, serves both cases: clang 14 turns
 		 * `k < n` into `k != n`, and the verifier then cannot bound a
@@ -736,14 +643,16 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void 
 		for (k = 0; k < EMPTCP_MEMO_MAX; k++)
 			if (k < n)
 				cands[k] = memo->ids[k];
+		memo->quick = emptcp_memo_quick_bits(pkt, n);
 	} else {
 		n = emptcp_classify(pkt, hook != EMPTCP_HOOK_TC_EGRESS, ct, cands);
 		n = __emptcp_forget(scratch, n);
 		if (memo) {
 			emptcp_flow_key_of(&memo->key, ifindex, hook, pkt);
-			memo->generation = emptcp_cfg.generation;
+			memo->generation = emptcp_memo_tag();
 			memo->ct_version = ct_version;
 			memo->n = n;
+			memo->quick = emptcp_memo_quick_bits(pkt, n);
 #pragma unroll
 			for (k = 0; k < EMPTCP_MEMO_MAX; k++)
 				if (k < n)

@@ -424,6 +424,17 @@ int bl_xdp_probe_parse(struct xdp_md *ctx)
 }
 
 SEC("xdp")
+int bl_xdp_probe_headers(struct xdp_md *ctx)
+{
+	struct emptcp_pkt pkt;
+
+	if (emptcp_parse_headers((void *)(long)ctx->data, (void *)(long)ctx->data_end, &pkt) ==
+	    EMPTCP_PARSE_TCP)
+		bl_probe_result(pkt.sport ^ pkt.tcp_flags);
+	return XDP_PASS;
+}
+
+SEC("xdp")
 int bl_xdp_probe_lru(struct xdp_md *ctx)
 {
 	struct bl_probe_key key = {};

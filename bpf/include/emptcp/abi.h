@@ -17,7 +17,7 @@
 
 /* Bumped on any incompatible change of a type in this file. */
 enum emptcp_abi {
-	EMPTCP_ABI_VERSION = 2,
+	EMPTCP_ABI_VERSION = 3,
 };
 
 /* Where an entry program runs. */
@@ -174,8 +174,8 @@ EMPTCP_BUILD_BUG_ON(sizeof(struct emptcp_event) != 96);
 /* Packet counters of an entry program, indexed by enum emptcp_entry_counter. */
 enum emptcp_entry_counter {
 	EMPTCP_CNT_SEEN = 0,     /* every packet the entry ran on: not_tcp + malformed +
-	                          * fragment + tcp, summed by the reader (one map
-	                          * update less per packet) */
+	                          * fragment + tcp + quick_tcp + quick_mptcp, summed by
+	                          * the reader (one map update less per packet) */
 	EMPTCP_CNT_NOT_TCP,      /* left at once: not IPv4/IPv6 TCP */
 	EMPTCP_CNT_MALFORMED,    /* headers truncated or inconsistent */
 	EMPTCP_CNT_FRAGMENT,     /* IP fragments: passed untouched */
@@ -199,6 +199,11 @@ enum emptcp_entry_counter {
 	EMPTCP_CNT_CT_FALLBACK,   /* subflows forgotten: their SYN/ACK carried no MPTCP handshake */
 	EMPTCP_CNT_PRIO_SENT,     /* set_backup: MP_PRIO options inserted */
 	EMPTCP_CNT_PRIO_QUOTA_FULL,/* set_backup's quota map refused an entry: packet unchanged */
+	EMPTCP_CNT_QUICK_TCP,     /* TCP passed on its flow's memo, options not walked (the
+	                           * quick pass, bpf/lib/memo.h); the reader adds both
+	                           * quick counters to tcp and no_policy */
+	EMPTCP_CNT_QUICK_MPTCP,   /* the same, of a flow whose last walked packet carried
+	                           * an MPTCP option */
 	EMPTCP_CNT__MAX,
 };
 
@@ -311,7 +316,9 @@ struct emptcp_config {
 	/* Count packets and bytes per flow (emptcp_flows): a hash lookup per
 	 * TCP packet, half of the entry's cost, so only when asked. */
 	__u32 account_flows;
-	__u32 _pad;
+	/* Let flows no rule selects pass on their headers, options not walked
+	 * (the quick pass, bpf/lib/memo.h). */
+	__u32 quick_pass;
 	struct emptcp_shape shapes[EMPTCP_SHAPES_MAX];
 	struct emptcp_chain chains[EMPTCP_CHAINS_MAX];
 };

@@ -24,7 +24,7 @@ use crate::{Error, ErrorKind, Hook, Result};
 const ENTRY_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/emptcp.bpf.o"));
 
 /// Names of `enum emptcp_entry_counter`, in order.
-pub(crate) const ENTRY_COUNTER_NAMES: [&str; 24] = [
+pub(crate) const ENTRY_COUNTER_NAMES: [&str; 26] = [
     "seen",
     "not_tcp",
     "malformed",
@@ -49,6 +49,8 @@ pub(crate) const ENTRY_COUNTER_NAMES: [&str; 24] = [
     "ct_fallback",
     "prio_sent",
     "prio_quota_full",
+    "quick_tcp",
+    "quick_mptcp",
 ];
 
 const FLOWS_MAP: &str = "emptcp_flows";
@@ -119,6 +121,7 @@ pub struct Dataplane {
     last_generation: u32,
     pins: Option<PinDir>,
     account_flows: bool,
+    quick_pass: bool,
 }
 
 /// One entry program attached to one interface, running generation 0 or the
@@ -270,6 +273,7 @@ impl Dataplane {
                 })?;
                 let mut config = config_from_rodata(data)?;
                 config.account_flows = options.account_flows.into();
+                config.quick_pass = options.quick_pass.into();
                 config_slot(data)?.copy_from_slice(abi::as_bytes(&config));
             }
             // libbpf reuses a map pinned at this path (refusing one of
@@ -299,6 +303,7 @@ impl Dataplane {
             last_generation: 0,
             pins: None,
             account_flows: options.account_flows,
+            quick_pass: options.quick_pass,
         })
     }
 
@@ -321,6 +326,7 @@ impl Dataplane {
         let mut config = policy.config;
         config.generation = number;
         config.account_flows = self.account_flows.into();
+        config.quick_pass = self.quick_pass.into();
 
         let mut open = ObjectBuilder::default()
             .open_memory(ENTRY_OBJECT)
@@ -836,6 +842,14 @@ impl Dataplane {
             let sum = lookup_percpu::<u64>(&map, &idx.to_ne_bytes())?.iter().sum();
             out.0.insert(name, sum);
         }
+        // A packet of the quick pass is counted once, as quick_tcp or
+        // quick_mptcp (abi.h): it is also TCP, and matched no policy. Not
+        // added to `mptcp`, which counts packets seen to carry an MPTCP
+        // option: quick_mptcp's packets were not looked at.
+        let quick = out.get("quick_tcp") + out.get("quick_mptcp");
+        for name in ["tcp", "no_policy"] {
+            *out.0.entry(name).or_default() += quick;
+        }
         // Every packet ends in exactly one of these (abi.h): the data plane
         // saves an update per packet by not counting "seen" itself.
         let seen = ["not_tcp", "malformed", "fragment", "tcp"]
@@ -1303,6 +1317,13 @@ pub struct LoadOptions {
     /// the entry costs otherwise (docs/benchmarks.md); the `record` actor
     /// measures the subflows a policy picks instead.
     pub account_flows: bool,
+    /// Let the packets of flows no rule selects pass on their headers, the
+    /// TCP option list not walked (the quick pass, docs/engine.md). On by
+    /// default: it is most of what such a packet costs. Off, every TCP
+    /// packet is walked: `mptcp` then counts every packet that carries an
+    /// MPTCP option, and connection tracking reads every option (the quick
+    /// pass lets through only packets it would not learn from).
+    pub quick_pass: bool,
 }
 
 impl Default for LoadOptions {
@@ -1310,6 +1331,7 @@ impl Default for LoadOptions {
         LoadOptions {
             flow_table_size: 65_536,
             account_flows: false,
+            quick_pass: true,
         }
     }
 }

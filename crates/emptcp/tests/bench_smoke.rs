@@ -65,12 +65,12 @@ fn every_benchmark_case_passes_its_check() {
         assert_eq!(c.emptcp.samples.len(), 1, "{} {}", c.hook, c.case);
         assert!(!c.checked.is_empty());
     }
-    assert_eq!(report.components.len(), 6);
+    assert_eq!(report.components.len(), 7);
     assert_eq!(report.publish.len(), 2);
     assert!(report.publish.iter().all(|p| p.apply_us.is_some()));
-    // 2 hooks x (1 empty + 1 generation 0 + 9 cases x 2 engines) + 6 probes
+    // 2 hooks x (1 empty + 1 generation 0 + 9 cases x 2 engines) + 7 probes
     // + 2 hooks x 2 publish rounds.
-    assert_eq!(report.checks_passed, 2 * (1 + 1 + 18) + 6 + 4);
+    assert_eq!(report.checks_passed, 2 * (1 + 1 + 18) + 7 + 4);
     assert!(report.to_markdown().contains("| chain 8 |"));
 }
 

@@ -111,9 +111,11 @@ fn with_dataplane(f: impl FnOnce(&Dataplane)) {
     if !root_or_skip() {
         return;
     }
-    // Flows accounted: the tests read per-flow traffic.
+    // Flows accounted: the tests read per-flow traffic. No quick pass: the
+    // packets share flows, and each must be walked (tests/quick_pass.rs).
     let accounted = emptcp::LoadOptions {
         account_flows: true,
+        quick_pass: false,
         ..Default::default()
     };
     f(&Dataplane::load_with(&accounted).expect("load entry programs"));

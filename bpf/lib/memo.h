@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The classification memo: the candidate rules of recent flows, per CPU,
+ * in a direct-mapped array indexed by a hash of the flow key. A per-CPU
+ * array lookup is inlined by the verifier, so a hit costs the hash, one
+ * load and a key compare (a few ns), where a hash map lookup costs ~45 ns
+ * on this project's VM (docs/benchmarks.md). A slot holds one flow: flows
+ * whose keys collide take turns, each miss classifying again (the full key
+ * is compared, so a collision costs time, never a wrong rule). Tagged with
+ * the generation and the connection-tracking version it was made under.
+ *
+ * The quick pass (docs/engine.md, "The quick pass"): a slot also says when
+ * its flow's next packets may pass on the headers alone, without the TCP
+ * option walk, the counters of the full path or the engine. That holds
+ * when the generation gave the flow no candidate rule, the generation has
+ * no per-packet duty that reads options (connection tracking lookups for
+ * `connection` / `sequence` selectors, add_subflow's carrier step), and the
+ * last packet the full path saw of it was of no interest to connection
+ * tracking (no SYN, FIN or RST, no handshake or teardown option). Every SYN,
+ * FIN or RST still takes the full path, and so does the packet after it.
+ */
+#ifndef __EMPTCP_LIB_MEMO_H
+#define __EMPTCP_LIB_MEMO_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include <emptcp/abi.h>
+#include <emptcp/parse.h>
+
+#include "config.h"
+#include "conntrack.h"
+#include "counters.h"
+
+#define EMPTCP_MEMO_SLOTS_LOG2 14
+#define EMPTCP_MEMO_SLOTS (1u << EMPTCP_MEMO_SLOTS_LOG2)
+
+/* Slot tag of the programs without rules (generation 0 of each hook, whose
+ * configuration has number 0): 0 marks an empty slot, and the control plane
+ * numbers generations from 1 up. */
+#define EMPTCP_MEMO_TAG_NO_RULES 0xffffffffu
+
+enum emptcp_memo_quick {
+	EMPTCP_MEMO_QUICK = 1,        /* the flow's packets may take the quick pass */
+	EMPTCP_MEMO_QUICK_MPTCP = 2,  /* its last fully parsed packet carried an MPTCP option */
+};
+/* The quick pass picks its counter by adding the MPTCP bit: one update. */
+EMPTCP_BUILD_BUG_ON(EMPTCP_CNT_QUICK_MPTCP != EMPTCP_CNT_QUICK_TCP + 1 ||
+		    EMPTCP_MEMO_QUICK_MPTCP >> 1 != 1);
+
+struct emptcp_memo_slot {
+	struct emptcp_flow_key key;
+	__u32 generation;       /* emptcp_memo_tag(); 0: empty */
+	__u32 ct_version;
+	__u32 quick;            /* enum emptcp_memo_quick bits */
+	__u32 n;                /* > EMPTCP_MEMO_MAX: overflow, classify per packet */
+	__u32 ids[EMPTCP_MEMO_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EMPTCP_MEMO_SLOTS);
+	__type(key, __u32);
+	__type(value, struct emptcp_memo_slot);
+} emptcp_memo SEC(".maps");
+
+static __emptcp_inline __u32 __emptcp_rotl32(__u32 x, int r)
+{
+	return (x << r) | (x >> (32 - r));
+}
+
+/* The memo slot of the packet's flow: a hash of the flow key's fields, read
+ * from the parsed packet (no key copy on the stack: the entry and its calls
+ * share 512 bytes). The words are folded with rotations in independent
+ * chains (a chain of a multiply per word, the first version, cost ~6 ns
+ * more here, since each multiply waits for the last), then multiplied once
+ * by 2^32 / phi, whose top bits are the index (Fibonacci hashing): the
+ * quick pass pays this on every packet, and MurmurHash3's finaliser, used
+ * before, cost one more multiply and four shifts in the chain. Source and
+ * destination rotate differently, so a flow's two directions do not share
+ * a slot. Collisions only cost a reclassification: the slot's full key is
+ * compared. */
+static __emptcp_inline __u32 __emptcp_memo_index(__u32 ifindex, enum emptcp_hook hook,
+						 const struct emptcp_pkt *pkt)
+{
+	const __u32 *s = (const __u32 *)pkt->saddr, *d = (const __u32 *)pkt->daddr;
+	__u32 a = s[0], b = d[0], h;
+
+	/* IPv4 addresses fill word 0 alone (the rest is zero). */
+	if (pkt->family != AF_INET) {
+		a ^= __emptcp_rotl32(s[1], 7) ^ __emptcp_rotl32(s[2], 13) ^ __emptcp_rotl32(s[3], 19);
+		b ^= __emptcp_rotl32(d[1], 7) ^ __emptcp_rotl32(d[2], 13) ^ __emptcp_rotl32(d[3], 19);
+	}
+	h = a ^ __emptcp_rotl32(b, 16) ^ emptcp_pkt_ports(pkt) ^
+	    __emptcp_rotl32(ifindex ^ ((__u32)hook << 24 | (__u32)pkt->family << 16), 11);
+	return (h * 0x9e3779b1u) >> (32 - EMPTCP_MEMO_SLOTS_LOG2);
+}
+
+/* Whether memo slot `m` is the packet's flow. */
+static __emptcp_inline int __emptcp_memo_is(const struct emptcp_memo_slot *m, __u32 ifindex,
+					    enum emptcp_hook hook, const struct emptcp_pkt *pkt)
+{
+	const __u32 *ks = (const __u32 *)m->key.saddr, *kd = (const __u32 *)m->key.daddr;
+	const __u32 *ps = (const __u32 *)pkt->saddr, *pd = (const __u32 *)pkt->daddr;
+	__u32 diff, i, key_ports;
+
+	__builtin_memcpy(&key_ports, &m->key.sport, sizeof(key_ports));
+	diff = (m->key.ifindex ^ ifindex) | (m->key.hook ^ hook) | (m->key.family ^ pkt->family) |
+	       (key_ports ^ emptcp_pkt_ports(pkt)) | (ks[0] ^ ps[0]) | (kd[0] ^ pd[0]);
+	/* Equal families, and IPv4 keeps words 1-3 zero on both sides. */
+	if (pkt->family != AF_INET) {
+#pragma unroll
+		for (i = 1; i < 4; i++)
+			diff |= (ks[i] ^ ps[i]) | (kd[i] ^ pd[i]);
+	}
+	return diff == 0;
+}
+
+/* Fills `key`, every byte (it may be a map key on the stack), with the
+ * flow of a packet seen on `ifindex` at `hook`: the memo's slots and the
+ * flow table (entry) both key flows this way. */
+static __emptcp_inline void emptcp_flow_key_of(struct emptcp_flow_key *key, __u32 ifindex,
+					       enum emptcp_hook hook, const struct emptcp_pkt *pkt)
+{
+	key->ifindex = ifindex;
+	key->hook = hook;
+	key->family = pkt->family;
+	key->sport = pkt->sport;
+	key->dport = pkt->dport;
+	key->_pad = 0;
+	__builtin_memcpy(key->saddr, pkt->saddr, sizeof(key->saddr));
+	__builtin_memcpy(key->daddr, pkt->daddr, sizeof(key->daddr));
+}
+
+static __emptcp_inline __u32 emptcp_memo_tag(void)
+{
+	return emptcp_cfg.generation ? emptcp_cfg.generation : EMPTCP_MEMO_TAG_NO_RULES;
+}
+
+/* The packet's memo slot (never NULL in practice: the index is masked). */
+static __emptcp_inline struct emptcp_memo_slot *
+emptcp_memo_slot(__u32 ifindex, enum emptcp_hook hook, const struct emptcp_pkt *pkt)
+{
+	__u32 idx = __emptcp_memo_index(ifindex, hook, pkt);
+
+	return bpf_map_lookup_elem(&emptcp_memo, &idx);
+}
+
+/* Constant per generation: whether any of its flows may take the quick
+ * pass. Not when the data plane was loaded without it; conntrack-reading
+ * generations look their subflow up on every packet
+ * (the memo is tagged with its version) and add_subflow's carrier step may
+ * write into any packet, so theirs never do. */
+static __emptcp_inline int emptcp_memo_quick_allowed(void)
+{
+	return emptcp_cfg.quick_pass && !emptcp_cfg.uses_conntrack && !emptcp_cfg.add_subflow_op;
+}
+
+/* The quick bits for slot `m` after the full path gave the flow `n`
+ * candidate rules for this packet. */
+static __emptcp_inline __u32 emptcp_memo_quick_bits(const struct emptcp_pkt *pkt, __u32 n)
+{
+	if (!emptcp_memo_quick_allowed() || n || emptcp_ct_interesting(pkt))
+		return 0;
+	return EMPTCP_MEMO_QUICK | (pkt->mptcp_subtypes ? EMPTCP_MEMO_QUICK_MPTCP : 0);
+}
+
+/* Fills slot `m` for the packet's flow: no candidate rule, as in a
+ * generation without rules. */
+static __emptcp_inline void emptcp_memo_fill_none(struct emptcp_memo_slot *m, __u32 ifindex,
+						  enum emptcp_hook hook, const struct emptcp_pkt *pkt)
+{
+	emptcp_flow_key_of(&m->key, ifindex, hook, pkt);
+	m->generation = emptcp_memo_tag();
+	m->ct_version = 0;
+	m->n = 0;
+	m->quick = emptcp_memo_quick_bits(pkt, 0);
+}
+
+/*
+ * The quick pass: true when the packet, parsed up to its TCP header
+ * (emptcp_parse_headers), whose memo slot is `m`, may pass untouched without its options walked;
+ * counted as quick_tcp or quick_mptcp (user space adds them to tcp, mptcp
+ * and no_policy). SYN, FIN and RST never pass here: connection tracking
+ * reads them all.
+ */
+static __emptcp_inline int emptcp_memo_quick_pass(const struct emptcp_memo_slot *m, __u32 ifindex,
+						  enum emptcp_hook hook, const struct emptcp_pkt *pkt)
+{
+	if (!emptcp_memo_quick_allowed() || !m ||
+	    (pkt->tcp_flags & (EMPTCP_TCP_SYN | EMPTCP_TCP_FIN | EMPTCP_TCP_RST)) ||
+	    !(m->quick & EMPTCP_MEMO_QUICK) || m->generation != emptcp_memo_tag() ||
+	    !__emptcp_memo_is(m, ifindex, hook, pkt))
+		return 0;
+	emptcp_count(hook, EMPTCP_CNT_QUICK_TCP + (m->quick >> 1));
+	return 1;
+}
+
+#endif /* __EMPTCP_LIB_MEMO_H */
