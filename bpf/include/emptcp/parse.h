@@ -11,7 +11,7 @@
  *     helpers that move packet pointers (re-derive pointers from them).
  *
  *   The same in two steps, for a program that can decide on the headers
- *   alone and skip the option walk (the entry's quick pass, engine.h):
+ *   alone and skip the option walk (the entry's quick pass, bpf/lib/memo.h):
  *   int emptcp_parse_headers(data, data_end, pkt)
  *     everything up to the fixed TCP header: addresses, ports, flags,
  *     sequence numbers, l4_off, payload_off. The option fields are unset.
