@@ -113,7 +113,7 @@ static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, v
 	 * without rules, verifies none of that code. */
 	if (emptcp_cfg.account_flows)
 		account_flow(hook, ifindex, &pkt, wire_len);
-	if (emptcp_ct_interesting(&pkt)) {
+	if (emptcp_ct_interesting(data, data_end, &pkt)) {
 		if (hook == EMPTCP_HOOK_XDP)
 			emptcp_ct_learn_xdp(ctx, &pkt);
 		else
