@@ -25,7 +25,8 @@
  * only while a single subflow is in use, and MP_FAIL without RST is its
  * single-subflow form (with other subflows the receiver MUST answer a bad
  * checksum with RST + MP_FAIL, which is a plain close here); it is followed
- * by the infinite mapping or by RST. Either way the connection can never
+ * by the infinite mapping or by RST (Linux resets the subflow when its
+ * MP_FAIL goes unanswered). Either way the connection can never
  * carry MPTCP options again, so its tokens name no future join. The tracker
  * counts SYNs, not live subflows (and the LRU forgets silently), so when it
  * saw a join it cannot prove the join closed: it keeps the connection
