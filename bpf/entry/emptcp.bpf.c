@@ -105,7 +105,7 @@ static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, v
 			return EMPTCP_VERDICT_PASS;
 		/* Flows no rule selects pass on their headers (memo.h): the
 		 * option walk is most of the rest of a packet's cost. */
-		if (emptcp_memo_quick_pass(memo, ifindex, hook, &pkt)) {
+		if (emptcp_memo_quick_pass(memo, data, data_end, ifindex, hook, &pkt)) {
 			if (emptcp_cfg.account_flows)
 				account_flow(hook, ifindex, &pkt, wire_len);
 			return EMPTCP_VERDICT_PASS;
@@ -132,7 +132,7 @@ static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, v
 	 * without rules, verifies none of that code. */
 	if (emptcp_cfg.account_flows)
 		account_flow(hook, ifindex, &pkt, wire_len);
-	if (emptcp_ct_interesting(&pkt)) {
+	if (emptcp_ct_interesting(data, data_end, &pkt)) {
 		if (hook == EMPTCP_HOOK_XDP)
 			emptcp_ct_learn_xdp(ctx, &pkt);
 		else
@@ -141,7 +141,7 @@ static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, v
 	if (emptcp_cfg.n_shapes == 0) {
 		/* No rules: the engine would find no candidate either. */
 		emptcp_count(hook, EMPTCP_CNT_NO_POLICY);
-		emptcp_memo_fill_none(memo, ifindex, hook, &pkt);
+		emptcp_memo_fill_none(memo, data, data_end, ifindex, hook, &pkt);
 		return EMPTCP_VERDICT_PASS;
 	}
 	return emptcp_engine(ctx, hook, data, data_end, &pkt, ifindex, NULL, memo);

@@ -12,9 +12,28 @@
  *                        subflow gets the next index (order of SYNs seen)
  *   FIN both ways, RST, MP_TCPRST: the subflow is forgotten;
  *   SYN/ACK without MP_CAPABLE / MP_JOIN: fallback to TCP or a refused
- *                        join: the subflow is forgotten;
+ *                        join: the subflow is forgotten (ct_fallback);
  *   MP_FASTCLOSE: the connection, its tokens and its kept ADD_ADDRs
- *   (addr_store.h) are forgotten.
+ *   (addr_store.h) are forgotten;
+ *   an infinite mapping (DSS mapping with data-level length 0), or MP_FAIL
+ *   without RST: fallback after the handshake (RFC 8684 section 3.7): the
+ *                        subflow is forgotten (ct_fallback_late), and with
+ *                        it the connection, its tokens and kept ADD_ADDRs
+ *                        when no join of the connection was ever seen.
+ *
+ * Why the connection goes too: section 3.7 allows the infinite mapping
+ * only while a single subflow is in use, and MP_FAIL without RST is its
+ * single-subflow form (with other subflows the receiver MUST answer a bad
+ * checksum with RST + MP_FAIL, which is a plain close here); it is followed
+ * by the infinite mapping or by RST (Linux resets the subflow when its
+ * MP_FAIL goes unanswered). Either way the connection can never
+ * carry MPTCP options again, so its tokens name no future join. The tracker
+ * counts SYNs, not live subflows (and the LRU forgets silently), so when it
+ * saw a join it cannot prove the join closed: it keeps the connection
+ * rather than trust the peer, and the LRU ages it out. MP_FAIL and the
+ * infinite mapping travel in opposite directions (the receiver of the bad
+ * data sends the first, the data's sender the second), so an attachment
+ * that sees one direction only still sees one of them.
  *
  * The tokens are derived here, on the packet that carries the key, so a
  * join's connection is known before the join's SYN passes: the key travels
@@ -259,6 +278,18 @@ __emptcp_ct_open(enum emptcp_hook hook, void *data, void *data_end, const struct
 	return sf;
 }
 
+/* Forgets connection `id` (its entry `conn`, NULL if gone), its tokens and
+ * its kept ADD_ADDRs. */
+static __emptcp_inline void __emptcp_ct_forget_conn(__u32 id, const struct emptcp_conn_ct *conn)
+{
+	if (conn) {
+		bpf_map_delete_elem(&emptcp_ct_tok, &conn->token_initiator);
+		bpf_map_delete_elem(&emptcp_ct_tok, &conn->token_listener);
+	}
+	bpf_map_delete_elem(&emptcp_ct_conn, &id);
+	bpf_map_delete_elem(&emptcp_addr_store, &id);
+}
+
 /* Learns from one TCP packet; see emptcp_ct_learn_xdp / _tc. Returns the
  * subflow's entry, NULL when the subflow is not tracked. */
 static __emptcp_inline struct emptcp_subflow_ct *
@@ -317,15 +348,23 @@ __emptcp_ct_learn(enum emptcp_hook hook, void *data, void *data_end, const struc
 	if ((pkt->mptcp_subtypes & (1u << EMPTCP_MPTCP_MP_CAPABLE)) && !(sf->flags & EMPTCP_CT_JOIN))
 		__emptcp_ct_capable(hook, data, data_end, pkt, sender_lo, sf);
 
-	if (pkt->mptcp_subtypes & (1u << EMPTCP_MPTCP_MP_FASTCLOSE)) {
-		struct emptcp_conn_ct *conn = bpf_map_lookup_elem(&emptcp_ct_conn, &sf->token);
+	if (pkt->mptcp_subtypes & (1u << EMPTCP_MPTCP_MP_FASTCLOSE))
+		__emptcp_ct_forget_conn(sf->token, bpf_map_lookup_elem(&emptcp_ct_conn, &sf->token));
+	if (!(flags & EMPTCP_TCP_RST) &&
+	    ((pkt->mptcp_subtypes & (1u << EMPTCP_MPTCP_MP_FAIL)) ||
+	     emptcp_mptcp_dss_infinite(data, data_end, pkt->off_dss))) {
+		/* Fallback after the handshake (RFC 8684 section 3.7); what
+		 * goes and why: the top of this file. With RST, MP_FAIL is a
+		 * subflow's close, below. */
+		if (sf->flags & EMPTCP_CT_KNOWN) {
+			struct emptcp_conn_ct *conn = bpf_map_lookup_elem(&emptcp_ct_conn, &sf->token);
 
-		if (conn) {
-			bpf_map_delete_elem(&emptcp_ct_tok, &conn->token_initiator);
-			bpf_map_delete_elem(&emptcp_ct_tok, &conn->token_listener);
+			if (conn && conn->subflows <= 1)
+				__emptcp_ct_forget_conn(sf->token, conn);
 		}
-		bpf_map_delete_elem(&emptcp_ct_conn, &sf->token);
-		bpf_map_delete_elem(&emptcp_addr_store, &sf->token);
+		bpf_map_delete_elem(&emptcp_ct_sf, key);
+		emptcp_count(hook, EMPTCP_CNT_CT_FALLBACK_LATE);
+		return NULL;
 	}
 	if (flags & EMPTCP_TCP_FIN)
 		sf->flags |= sender_lo ? EMPTCP_CT_FIN_LO : EMPTCP_CT_FIN_HI;
@@ -342,8 +381,8 @@ __emptcp_ct_learn(enum emptcp_hook hook, void *data, void *data_end, const struc
 
 /*
  * Learns from one TCP packet (`hook`: where it was seen); returns 1 when its
- * subflow is tracked. Only handshake and teardown packets change the tables
- * (emptcp_ct_interesting); the entry calls this for those alone.
+ * subflow is tracked. Only handshake, teardown and fallback packets change
+ * the tables (emptcp_ct_interesting); the entry calls this for those alone.
  *
  * Global functions, one per context type: the verifier checks each once,
  * whatever state the entry is in at the call, instead of once per path
@@ -351,7 +390,7 @@ __emptcp_ct_learn(enum emptcp_hook hook, void *data, void *data_end, const struc
  * static function, 97k this way; a 16-operator generation 180k and 113k,
  * loading in 400 and 170 ms); and their frames keep the
  * tracker's keys and options off the entry's stack (512 bytes for the whole
- * call chain). They run on the few handshake and teardown packets only, so
+ * call chain). They run on the few handshake, teardown and fallback packets only, so
  * the ~9 ns of a call do not matter.
  */
 __attribute__((noinline)) int emptcp_ct_learn_xdp(struct xdp_md *ctx, const struct emptcp_pkt *pkt)
@@ -373,14 +412,21 @@ __attribute__((noinline)) int emptcp_ct_learn_tc(struct __sk_buff *skb, const st
 				   (void *)(long)skb->data, (void *)(long)skb->data_end, pkt);
 }
 
-/* Whether a packet can teach the tracker something. */
-static __emptcp_inline int emptcp_ct_interesting(const struct emptcp_pkt *pkt)
+/* Whether a packet can teach the tracker something. Runs on every TCP
+ * packet: an ordinary DSS costs a byte load and a test (no mapping) or a
+ * few more loads (emptcp_mptcp_dss_infinite); no map is touched. */
+static __emptcp_inline int emptcp_ct_interesting(void *data, void *data_end,
+						 const struct emptcp_pkt *pkt)
 {
 	const __u32 subtypes = (1u << EMPTCP_MPTCP_MP_CAPABLE) | (1u << EMPTCP_MPTCP_MP_JOIN) |
-			       (1u << EMPTCP_MPTCP_MP_FASTCLOSE) | (1u << EMPTCP_MPTCP_MP_TCPRST);
+			       (1u << EMPTCP_MPTCP_MP_FASTCLOSE) | (1u << EMPTCP_MPTCP_MP_TCPRST) |
+			       (1u << EMPTCP_MPTCP_MP_FAIL);
 
-	/* SYN, FIN, RST, or a handshake / teardown option. */
-	return (pkt->tcp_flags & (EMPTCP_TCP_FIN | EMPTCP_TCP_SYN | EMPTCP_TCP_RST)) || (pkt->mptcp_subtypes & subtypes);
+	/* SYN, FIN, RST, a handshake / teardown / failure option, or a
+	 * fallback's infinite mapping. */
+	return (pkt->tcp_flags & (EMPTCP_TCP_FIN | EMPTCP_TCP_SYN | EMPTCP_TCP_RST)) ||
+	       (pkt->mptcp_subtypes & subtypes) ||
+	       emptcp_mptcp_dss_infinite(data, data_end, pkt->off_dss);
 }
 
 #endif /* __EMPTCP_LIB_CONNTRACK_H */

@@ -643,7 +643,7 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void 
 		for (k = 0; k < EMPTCP_MEMO_MAX; k++)
 			if (k < n)
 				cands[k] = memo->ids[k];
-		memo->quick = emptcp_memo_quick_bits(pkt, n);
+		emptcp_memo_note(memo, data, data_end, pkt, n);
 	} else {
 		n = emptcp_classify(pkt, hook != EMPTCP_HOOK_TC_EGRESS, ct, cands);
 		n = __emptcp_forget(scratch, n);
@@ -652,7 +652,7 @@ static __emptcp_inline int emptcp_engine(void *ctx, enum emptcp_hook hook, void 
 			memo->generation = emptcp_memo_tag();
 			memo->ct_version = ct_version;
 			memo->n = n;
-			memo->quick = emptcp_memo_quick_bits(pkt, n);
+			emptcp_memo_note(memo, data, data_end, pkt, n);
 #pragma unroll
 			for (k = 0; k < EMPTCP_MEMO_MAX; k++)
 				if (k < n)

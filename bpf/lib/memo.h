@@ -26,6 +26,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include <emptcp/abi.h>
+#include <emptcp/mptcp.h>
 #include <emptcp/parse.h>
 
 #include "config.h"
@@ -55,6 +56,14 @@ struct emptcp_memo_slot {
 	__u32 quick;            /* enum emptcp_memo_quick bits */
 	__u32 n;                /* > EMPTCP_MEMO_MAX: overflow, classify per packet */
 	__u32 ids[EMPTCP_MEMO_MAX];
+	/* The option layout of the flow's last walked packet, which the quick
+	 * pass asks of the next (emptcp_memo_quick_pass). */
+	__u8 doff;              /* TCP data offset, in words */
+	__u8 dss_rel;           /* its DSS's offset from the TCP header; 0: none */
+	__u8 dss_mapping;       /* that DSS carried a mapping (flag M) */
+	__u8 _pad;
+	__u32 opt_head;         /* its first 4 option bytes (doff > 5) */
+	__u32 dss_head;         /* its DSS's first 4 bytes: kind, length, subtype, flags */
 };
 
 struct {
@@ -156,41 +165,108 @@ static __emptcp_inline int emptcp_memo_quick_allowed(void)
 	return emptcp_cfg.quick_pass && !emptcp_cfg.uses_conntrack && !emptcp_cfg.add_subflow_op;
 }
 
-/* The quick bits for slot `m` after the full path gave the flow `n`
- * candidate rules for this packet. */
-static __emptcp_inline __u32 emptcp_memo_quick_bits(const struct emptcp_pkt *pkt, __u32 n)
+/* The 4 packet bytes at `off` (a TCP header offset plus at most 60) as one
+ * word, in *out; -1 past the end of the packet. */
+static __emptcp_inline int __emptcp_memo_word(void *data, void *data_end, __u32 off, __u32 *out)
 {
-	if (!emptcp_memo_quick_allowed() || n || emptcp_ct_interesting(pkt))
-		return 0;
-	return EMPTCP_MEMO_QUICK | (pkt->mptcp_subtypes ? EMPTCP_MEMO_QUICK_MPTCP : 0);
+	__u8 *p = data + (off & 0x3ff);
+
+	if ((void *)(p + 4) > data_end)
+		return -1;
+	*out = *(__u32 *)p;
+	return 0;
+}
+
+/*
+ * Notes in slot `m` what the full path found for this packet of its flow
+ * (`n` candidate rules): whether the flow's next packets may take the quick
+ * pass, and the option layout they must have to take it. Quick when the
+ * generation allows it, no rule is a candidate, and connection tracking had
+ * no use for the packet.
+ */
+static __emptcp_inline void emptcp_memo_note(struct emptcp_memo_slot *m, void *data,
+					     void *data_end, const struct emptcp_pkt *pkt, __u32 n)
+{
+	__u32 l4 = pkt->l4_off, dss = pkt->off_dss;
+
+	m->quick = 0;
+	if (!emptcp_memo_quick_allowed() || n || emptcp_ct_interesting(data, data_end, pkt))
+		return;
+	m->doff = (pkt->payload_off - l4) >> 2;
+	m->dss_rel = 0;
+	if (m->doff > 5 && __emptcp_memo_word(data, data_end, l4 + 20, &m->opt_head))
+		return;
+	if (dss > l4 && dss - l4 < 60) {
+		if (__emptcp_memo_word(data, data_end, dss, &m->dss_head))
+			return;
+		m->dss_rel = dss - l4;
+		/* Byte 3 of the option, in packet order: its flags. */
+		m->dss_mapping = !!(((__u8 *)&m->dss_head)[3] & EMPTCP_MPTCP_DSS_FLAG_M);
+	}
+	m->quick = EMPTCP_MEMO_QUICK | (pkt->mptcp_subtypes ? EMPTCP_MEMO_QUICK_MPTCP : 0);
 }
 
 /* Fills slot `m` for the packet's flow: no candidate rule, as in a
  * generation without rules. */
-static __emptcp_inline void emptcp_memo_fill_none(struct emptcp_memo_slot *m, __u32 ifindex,
+static __emptcp_inline void emptcp_memo_fill_none(struct emptcp_memo_slot *m, void *data,
+						  void *data_end, __u32 ifindex,
 						  enum emptcp_hook hook, const struct emptcp_pkt *pkt)
 {
 	emptcp_flow_key_of(&m->key, ifindex, hook, pkt);
 	m->generation = emptcp_memo_tag();
 	m->ct_version = 0;
 	m->n = 0;
-	m->quick = emptcp_memo_quick_bits(pkt, 0);
+	emptcp_memo_note(m, data, data_end, pkt, 0);
+}
+
+/*
+ * Whether the packet's options are laid out as those of the flow's last
+ * walked packet (slot `m`): the same data offset, the same first option
+ * word, the DSS at the same place with the same kind, length, subtype and
+ * flags, and, if it maps data, not an infinite mapping. Such a packet can
+ * differ from that one only in option values (timestamps, sequence
+ * numbers), none of which connection tracking reads, except a data-level
+ * length of 0, checked here. A packet that adds an option (MP_FAIL,
+ * ADD_ADDR, MP_PRIO...) changes the data offset or the first word, or
+ * moves the DSS, unless it takes the place of bytes of the same length in
+ * the middle of the list: Linux never sends such a layout.
+ */
+static __emptcp_inline int __emptcp_memo_same_layout(const struct emptcp_memo_slot *m,
+						     void *data, void *data_end,
+						     const struct emptcp_pkt *pkt)
+{
+	__u32 l4 = pkt->l4_off, word;
+
+	if ((pkt->payload_off - l4) >> 2 != m->doff)
+		return 0;
+	if (m->doff > 5 &&
+	    (__emptcp_memo_word(data, data_end, l4 + 20, &word) || word != m->opt_head))
+		return 0;
+	if (!m->dss_rel)
+		return 1;
+	if (__emptcp_memo_word(data, data_end, l4 + (m->dss_rel & 0x3f), &word) ||
+	    word != m->dss_head)
+		return 0;
+	return !m->dss_mapping || !emptcp_mptcp_dss_infinite(data, data_end, l4 + (m->dss_rel & 0x3f));
 }
 
 /*
  * The quick pass: true when the packet, parsed up to its TCP header
- * (emptcp_parse_headers), whose memo slot is `m`, may pass untouched without its options walked;
- * counted as quick_tcp or quick_mptcp (user space adds them to tcp, mptcp
- * and no_policy). SYN, FIN and RST never pass here: connection tracking
- * reads them all.
+ * (emptcp_parse_headers), whose memo slot is `m`, may pass untouched
+ * without its options walked; counted as quick_tcp or quick_mptcp (user
+ * space adds them to tcp and no_policy). SYN, FIN and RST never pass here:
+ * connection tracking reads them all; nor a packet whose option layout
+ * differs from the flow's last walked packet (__emptcp_memo_same_layout).
  */
-static __emptcp_inline int emptcp_memo_quick_pass(const struct emptcp_memo_slot *m, __u32 ifindex,
+static __emptcp_inline int emptcp_memo_quick_pass(const struct emptcp_memo_slot *m, void *data,
+						  void *data_end, __u32 ifindex,
 						  enum emptcp_hook hook, const struct emptcp_pkt *pkt)
 {
-	if (!emptcp_memo_quick_allowed() || !m ||
+	if (!emptcp_memo_quick_allowed() ||
 	    (pkt->tcp_flags & (EMPTCP_TCP_SYN | EMPTCP_TCP_FIN | EMPTCP_TCP_RST)) ||
 	    !(m->quick & EMPTCP_MEMO_QUICK) || m->generation != emptcp_memo_tag() ||
-	    !__emptcp_memo_is(m, ifindex, hook, pkt))
+	    !__emptcp_memo_is(m, ifindex, hook, pkt) ||
+	    !__emptcp_memo_same_layout(m, data, data_end, pkt))
 		return 0;
 	emptcp_count(hook, EMPTCP_CNT_QUICK_TCP + (m->quick >> 1));
 	return 1;

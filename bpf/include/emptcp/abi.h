@@ -199,6 +199,8 @@ enum emptcp_entry_counter {
 	EMPTCP_CNT_CT_FALLBACK,   /* subflows forgotten: their SYN/ACK carried no MPTCP handshake */
 	EMPTCP_CNT_PRIO_SENT,     /* set_backup: MP_PRIO options inserted */
 	EMPTCP_CNT_PRIO_QUOTA_FULL,/* set_backup's quota map refused an entry: packet unchanged */
+	EMPTCP_CNT_CT_FALLBACK_LATE,/* subflows forgotten: fallback after the handshake (infinite
+				     * mapping, or MP_FAIL without RST; RFC 8684 section 3.7) */
 	EMPTCP_CNT_QUICK_TCP,     /* TCP passed on its flow's memo, options not walked (the
 	                           * quick pass, bpf/lib/memo.h); the reader adds both
 	                           * quick counters to tcp and no_policy */

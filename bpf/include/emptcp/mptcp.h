@@ -13,6 +13,7 @@
  *   int emptcp_mptcp_read_capable(data, data_end, off, *capable)  MP_CAPABLE
  *   int emptcp_mptcp_read_join(data, data_end, off, *join)        MP_JOIN
  *   int emptcp_mptcp_read_dss(data, data_end, off, *dss)          DSS
+ *   int emptcp_mptcp_dss_infinite(data, data_end, off)            DSS: infinite mapping?
  *   int emptcp_mptcp_read_add_addr(data, data_end, off, *add)     ADD_ADDR (v1 layout)
  *   int emptcp_mptcp_read_rm_addr(data, data_end, off, *rm)       REMOVE_ADDR
  *   int emptcp_mptcp_read_prio(data, data_end, off, *prio)        MP_PRIO
@@ -554,6 +555,58 @@ static __emptcp_inline int emptcp_mptcp_read_dss(void *data, void *data_end, __u
 		out->has_checksum = 1;
 	}
 	return 0;
+}
+
+/**
+ * emptcp_mptcp_dss_infinite - whether the DSS at @off carries an infinite mapping
+ * @data: packet start
+ * @data_end: packet end
+ * @off: offset of the DSS option's kind byte from @data, as the TCP option
+ *       walk found it (struct emptcp_pkt's off_dss); 0 (absent) gives 0
+ *
+ * An infinite mapping is a mapping (flag M) whose data-level length is 0
+ * (RFC 8684 section 3.3.1): its sender has fallen back to TCP (section 3.7).
+ * Meant to run on every DSS packet, so it reads only what it must: the
+ * flags, then, for a mapping, the kind, subtype, length and the data-level
+ * length, whose place follows from the flags (Data ACK 0, 4 or 8 octets; DSN
+ * 4 or 8; subflow sequence number 4) whether a checksum follows or not. A
+ * DSS without a mapping (a pure Data ACK) costs one byte load and a test.
+ *
+ * Return: 1 for an infinite mapping; 0 for anything else, including an
+ * option whose length does not fit its flags (as emptcp_mptcp_read_dss()
+ * would refuse it).
+ */
+static __emptcp_inline int emptcp_mptcp_dss_infinite(void *data, void *data_end, __u32 off)
+{
+	__u32 flags, at;
+	__u64 bounded = off;
+	__u8 *p, *q;
+
+	if (!off || off > EMPTCP_MPTCP_OFF_MAX)
+		return 0;
+	/* Inline-asm mask: see __emptcp_mptcp_hdr. */
+	asm volatile("%0 &= 0x7fff" : "+r"(bounded));
+	p = data + bounded;
+	if ((void *)(p + 4) > data_end)
+		return 0;
+	flags = p[3];
+	if (!(flags & EMPTCP_MPTCP_DSS_FLAG_M))
+		return 0;
+	if (p[0] != EMPTCP_MPTCP_KIND || (p[2] >> 4) != EMPTCP_MPTCP_DSS)
+		return 0;
+	/* Offset of the data-level length: 4 header bytes, the Data ACK
+	 * ((A) << (2 + a): 0, 4 or 8), the DSN (4 << m), the subflow
+	 * sequence number (4). Without branches: 12 to 24. */
+	at = 8 + ((flags & EMPTCP_MPTCP_DSS_FLAG_A) << (2 + ((flags >> 1) & 1))) +
+	     (4u << ((flags >> 3) & 1));
+	/* The length: the data-level length ends the option, or the
+	 * checksum's 2 bytes follow it. */
+	if (p[1] != at + 2 && p[1] != at + 4)
+		return 0;
+	q = p + (at & 0x1f);
+	if ((void *)(q + 2) > data_end)
+		return 0;
+	return (q[0] | q[1]) == 0;
 }
 
 /**

@@ -24,7 +24,7 @@ use crate::{Error, ErrorKind, Hook, Result};
 const ENTRY_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/emptcp.bpf.o"));
 
 /// Names of `enum emptcp_entry_counter`, in order.
-pub(crate) const ENTRY_COUNTER_NAMES: [&str; 26] = [
+pub(crate) const ENTRY_COUNTER_NAMES: [&str; 27] = [
     "seen",
     "not_tcp",
     "malformed",
@@ -49,6 +49,7 @@ pub(crate) const ENTRY_COUNTER_NAMES: [&str; 26] = [
     "ct_fallback",
     "prio_sent",
     "prio_quota_full",
+    "ct_fallback_late",
     "quick_tcp",
     "quick_mptcp",
 ];

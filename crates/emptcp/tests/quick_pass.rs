@@ -15,7 +15,7 @@ use emptcp::policy::{
 };
 use emptcp::{Dataplane, EntryCounters, Generation, Hook, LoadOptions};
 use emptcp_testbed::root_or_skip;
-use emptcp_wire::mptcp::{DataSeq, Dss, MpCapable, MpCapableKeys, MptcpOption};
+use emptcp_wire::mptcp::{DataSeq, Dss, DssMapping, MpCapable, MpCapableKeys, MpFail, MptcpOption};
 use emptcp_wire::packet::{PacketBuilder, TcpFlags};
 use emptcp_wire::tcp_opt::TcpOption;
 
@@ -578,4 +578,148 @@ fn live_quick_pass_keeps_connection_tracking_whole() {
             "quick_pass {quick_pass}: the join is tracked: {conn:#?}"
         );
     }
+}
+
+/// A Linux-style data packet of client:`sport` -> server:80: NOP NOP
+/// timestamps, then `dss`, then 100 bytes; `extra` options after the DSS.
+fn linux_data(sport: u16, tsval: u32, dss: Dss, extra: &[TcpOption]) -> Vec<u8> {
+    let mut options = vec![
+        TcpOption::Nop,
+        TcpOption::Nop,
+        TcpOption::Timestamps {
+            value: tsval,
+            echo_reply: 1,
+        },
+        TcpOption::Mptcp(MptcpOption::Dss(dss)),
+    ];
+    options.extend_from_slice(extra);
+    PacketBuilder::ipv4(Ipv4Addr::from(CLIENT), Ipv4Addr::from(SERVER))
+        .ports(sport, 80)
+        .flags(TcpFlags::ACK)
+        .options(options)
+        .payload(vec![0x5a; 100])
+        .build()
+        .unwrap()
+}
+
+fn mapping(dsn: u32, data_len: u16) -> Dss {
+    Dss {
+        data_ack: Some(DataSeq::Short(7)),
+        mapping: Some(DssMapping {
+            data_seq: DataSeq::Short(dsn),
+            subflow_seq: 1,
+            data_len,
+            checksum: None,
+        }),
+        data_fin: false,
+        unused_bits: 0,
+    }
+}
+
+/// The quick pass asks each packet for the option layout of the flow's
+/// last walked packet (data offset, first option word, DSS place, kind,
+/// length, subtype and flags) and, for a mapping, a data-level length that
+/// is not 0. Option values may differ (control: new timestamps, sequence
+/// numbers and lengths stay quick); anything connection tracking could
+/// read is walked: an infinite mapping (and learned from: ct_fallback_late),
+/// an MP_FAIL beside the DSS, other DSS flags, no options at all.
+#[test]
+fn a_packet_laid_out_differently_takes_the_full_path() {
+    if !pinned() {
+        return;
+    }
+    let dp = Dataplane::load().unwrap();
+    let hook = Hook::Xdp;
+    let (c, s) = (Ipv4Addr::from(CLIENT), Ipv4Addr::from(SERVER));
+    let sport = 49000;
+    let (k_a, k_b) = (0x0102_0304_0506_0708, 0x1112_1314_1516_1718);
+    let handshake = [
+        packet(
+            c.into(),
+            s.into(),
+            sport,
+            TcpFlags::SYN,
+            Some(capable(MpCapableKeys::None)),
+        ),
+        PacketBuilder::ipv4(s, c)
+            .ports(80, sport)
+            .flags(TcpFlags::SYN | TcpFlags::ACK)
+            .option(capable(MpCapableKeys::Sender(k_b)))
+            .build()
+            .unwrap(),
+        packet(
+            c.into(),
+            s.into(),
+            sport,
+            TcpFlags::ACK,
+            Some(capable(MpCapableKeys::Both {
+                sender: k_a,
+                receiver: k_b,
+            })),
+        ),
+    ];
+    for p in &handshake {
+        assert_eq!(gen0_path(&dp, hook, p), Path::Walked);
+    }
+    let data = |i: u32, len| linux_data(sport, 1000 + i, mapping(i * 1400, len), &[]);
+    assert_eq!(gen0_path(&dp, hook, &data(0, 1400)), Path::Walked);
+    for i in 1..4 {
+        assert_eq!(
+            gen0_path(&dp, hook, &data(i, 1400 - i as u16)),
+            Path::Quick,
+            "values differ"
+        );
+    }
+    let mp_fail = TcpOption::Mptcp(MptcpOption::MpFail(MpFail {
+        data_seq: 5,
+        reserved: 0,
+    }));
+    let ack_only = |i: u32| Dss {
+        data_ack: Some(DataSeq::Short(9 + i)),
+        mapping: None,
+        data_fin: false,
+        unused_bits: 0,
+    };
+    for (what, p) in [
+        (
+            "a DSS without mapping",
+            linux_data(sport, 2001, ack_only(0), &[]),
+        ),
+        ("no options", v4(sport, TcpFlags::ACK, None)),
+    ] {
+        // Each after a quick packet of the usual layout (control).
+        gen0_path(&dp, hook, &data(5, 1400));
+        assert_eq!(
+            gen0_path(&dp, hook, &data(6, 1400)),
+            Path::Quick,
+            "control before {what}"
+        );
+        assert_eq!(gen0_path(&dp, hook, &p), Path::Walked, "{what}");
+    }
+    gen0_path(&dp, hook, &data(7, 1400));
+    assert_eq!(gen0_path(&dp, hook, &data(8, 1400)), Path::Quick, "control");
+    let late = dp.counters(hook).unwrap().get("ct_fallback_late");
+    assert_eq!(
+        gen0_path(&dp, hook, &data(9, 0)),
+        Path::Walked,
+        "infinite mapping"
+    );
+    assert_eq!(
+        dp.counters(hook).unwrap().get("ct_fallback_late"),
+        late + 1,
+        "the tracker saw the fallback"
+    );
+    // Pure Data ACKs (the reverse direction's usual layout) turn quick, and
+    // one that carries an MP_FAIL as well is walked.
+    gen0_path(&dp, hook, &linux_data(sport, 3000, ack_only(1), &[]));
+    assert_eq!(
+        gen0_path(&dp, hook, &linux_data(sport, 3001, ack_only(2), &[])),
+        Path::Quick,
+        "control: data ACKs"
+    );
+    assert_eq!(
+        gen0_path(&dp, hook, &linux_data(sport, 3002, ack_only(3), &[mp_fail])),
+        Path::Walked,
+        "an MP_FAIL beside the DSS"
+    );
 }
