@@ -63,9 +63,14 @@ struct emptcp_abi_anchor emptcp_abi_anchor __attribute__((unused));
  * of the entry and its calls must stay within 512 bytes together. */
 static const struct emptcp_flow_stats emptcp_zero_flow;
 
-static __emptcp_inline void account_flow(enum emptcp_hook hook, __u32 ifindex,
-					 const struct emptcp_pkt *pkt, __u64 wire_len)
+static __emptcp_inline void account_flow(void *ctx, enum emptcp_hook hook, __u32 ifindex,
+					 const struct emptcp_pkt *pkt)
 {
+	/* The whole packet: at TC the skb's length (its linear part may be
+	 * shorter), at XDP the frame (the fields as numbers, not pointers). */
+	__u64 wire_len = hook == EMPTCP_HOOK_XDP
+				 ? ((struct xdp_md *)ctx)->data_end - ((struct xdp_md *)ctx)->data
+				 : ((struct __sk_buff *)ctx)->len;
 	struct emptcp_flow_key key;
 	struct emptcp_flow_stats *st;
 	__u64 payload = 0;
@@ -88,15 +93,19 @@ static __emptcp_inline void account_flow(enum emptcp_hook hook, __u32 ifindex,
 	st->payload_bytes += payload;
 }
 
-static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, void *data_end,
-				 __u32 ifindex, __u64 wire_len)
+static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, void *data_end)
 {
 	struct emptcp_memo_slot *memo = NULL;
 	struct emptcp_pkt pkt;
+	__u32 ifindex = 0;
 	int parsed;
 
 	parsed = emptcp_parse_headers(data, data_end, &pkt);
 	if (parsed == EMPTCP_PARSE_TCP) {
+		/* Read here, not before the parse: the interface index is a
+		 * chain of loads (device, then index) that non-TCP packets do
+		 * not need. */
+		ifindex = __emptcp_ifindex(ctx, hook);
 		memo = emptcp_memo_slot(ifindex, hook, &pkt);
 		/* Never NULL (a masked index into an array), but the verifier
 		 * must be told: a pointer that may be NULL would split every
@@ -107,7 +116,7 @@ static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, v
 		 * option walk is most of the rest of a packet's cost. */
 		if (emptcp_memo_quick_pass(memo, data, data_end, ifindex, hook, &pkt)) {
 			if (emptcp_cfg.account_flows)
-				account_flow(hook, ifindex, &pkt, wire_len);
+				account_flow(ctx, hook, ifindex, &pkt);
 			return EMPTCP_VERDICT_PASS;
 		}
 		parsed = emptcp_parse_options(data, data_end, &pkt);
@@ -131,7 +140,7 @@ static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, v
 	/* Constants: a data plane that does not account flows, or a generation
 	 * without rules, verifies none of that code. */
 	if (emptcp_cfg.account_flows)
-		account_flow(hook, ifindex, &pkt, wire_len);
+		account_flow(ctx, hook, ifindex, &pkt);
 	if (emptcp_ct_interesting(data, data_end, &pkt)) {
 		if (hook == EMPTCP_HOOK_XDP)
 			emptcp_ct_learn_xdp(ctx, &pkt);
@@ -167,7 +176,7 @@ int emptcp_xdp(struct xdp_md *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 
 	return xdp_verdict(
-		entry(ctx, EMPTCP_HOOK_XDP, data, data_end, ctx->ingress_ifindex, data_end - data));
+		entry(ctx, EMPTCP_HOOK_XDP, data, data_end));
 }
 
 /* TC programs return TC_ACT_UNSPEC to pass: on a tcx hook that hands the
@@ -202,8 +211,7 @@ static __emptcp_inline int tc_entry(struct __sk_buff *skb, enum emptcp_hook hook
 	 * parser then counts it as malformed and passes it. */
 	if (linear < skb->len && linear < EMPTCP_PULL_LEN)
 		bpf_skb_pull_data(skb, skb->len < EMPTCP_PULL_LEN ? skb->len : EMPTCP_PULL_LEN);
-	return tc_verdict(entry(skb, hook, (void *)(long)skb->data, (void *)(long)skb->data_end,
-				skb->ifindex, skb->len));
+	return tc_verdict(entry(skb, hook, (void *)(long)skb->data, (void *)(long)skb->data_end));
 }
 
 SEC("tc/ingress")

@@ -363,7 +363,9 @@ static __emptcp_inline int emptcp_parse_headers(void *data, void *data_end,
 
 	if ((void *)(eth + 1) > data_end)
 		return EMPTCP_PARSE_MALFORMED;
-	proto = eth->h_proto;
+	/* One 16-bit load: struct ethhdr is packed, so eth->h_proto would
+	 * be read a byte at a time. */
+	proto = *(const __be16 *)((const __u8 *)data + 12);
 	pkt->vlan_tags = 0;
 #pragma unroll
 	for (i = 0; i < EMPTCP_MAX_VLAN_TAGS; i++) {
