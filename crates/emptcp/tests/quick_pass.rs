@@ -334,6 +334,21 @@ fn local_port(port: u16) -> Selector {
     }
 }
 
+/// Local port `port` (the server's, at tc-ingress) -> `action`.
+fn on_port(port: u16, action: Action) -> PolicySet {
+    one_policy(SelectorKind::Port, local_port(port), &[action])
+}
+
+/// An ACK with a DSS from the client's port `sport` to the server's `dport`.
+fn v4_to(sport: u16, dport: u16) -> Vec<u8> {
+    PacketBuilder::ipv4(Ipv4Addr::from(CLIENT), Ipv4Addr::from(SERVER))
+        .ports(sport, dport)
+        .flags(TcpFlags::ACK)
+        .option(dss())
+        .build()
+        .unwrap()
+}
+
 fn load(dp: &mut Dataplane, set: &PolicySet, hook: Hook) -> Generation {
     dp.load_generation(&set.compile(hook).unwrap(), &[])
         .unwrap()
@@ -347,11 +362,7 @@ fn flows_a_rule_selects_never_take_the_quick_pass() {
     let mut dp = Dataplane::load().unwrap();
     let hook = Hook::TcIngress;
     // Local port 80 at TC ingress: the server port of these packets.
-    let g = load(
-        &mut dp,
-        &one_policy(SelectorKind::Port, local_port(80), &[Action::SetMark(7)]),
-        hook,
-    );
+    let g = load(&mut dp, &on_port(80, Action::SetMark(7)), hook);
     let picked = v4(45000, TcpFlags::ACK, Some(dss()));
     for i in 0..3 {
         let before = dp.counters(hook).unwrap();
@@ -361,12 +372,7 @@ fn flows_a_rule_selects_never_take_the_quick_pass() {
         assert_eq!(out.mark, Some(7), "run {i}");
     }
     // Control: a flow to another port, in the same generation.
-    let other = PacketBuilder::ipv4(Ipv4Addr::from(CLIENT), Ipv4Addr::from(SERVER))
-        .ports(45001, 8080)
-        .flags(TcpFlags::ACK)
-        .option(dss())
-        .build()
-        .unwrap();
+    let other = v4_to(45001, 8080);
     assert_eq!(gen_path(&dp, &g, &other), Path::Walked);
     assert_eq!(gen_path(&dp, &g, &other), Path::Quick);
 }
@@ -380,11 +386,7 @@ fn a_new_generation_ends_the_quick_pass() {
     }
     let mut dp = Dataplane::load().unwrap();
     let hook = Hook::TcIngress;
-    let old = load(
-        &mut dp,
-        &one_policy(SelectorKind::Port, local_port(443), &[Action::SetMark(7)]),
-        hook,
-    );
+    let old = load(&mut dp, &on_port(443, Action::SetMark(7)), hook);
     let p = v4(46000, TcpFlags::ACK, Some(dss()));
     gen_path(&dp, &old, &p);
     assert_eq!(
@@ -392,11 +394,7 @@ fn a_new_generation_ends_the_quick_pass() {
         Path::Quick,
         "control: quick under the old rules"
     );
-    let new = load(
-        &mut dp,
-        &one_policy(SelectorKind::Port, local_port(80), &[Action::SetMark(7)]),
-        hook,
-    );
+    let new = load(&mut dp, &on_port(80, Action::SetMark(7)), hook);
     let before = dp.counters(hook).unwrap();
     let out = new.test_run(&p).unwrap();
     let after = dp.counters(hook).unwrap();
@@ -431,12 +429,12 @@ fn conntrack_and_add_subflow_generations_walk_every_packet() {
         ),
         (
             "add_subflow",
-            one_policy(SelectorKind::Port, local_port(443), &[Action::AddSubflow]),
+            on_port(443, Action::AddSubflow),
             Path::Walked,
         ),
         (
             "control: port",
-            one_policy(SelectorKind::Port, local_port(443), &[Action::SetMark(7)]),
+            on_port(443, Action::SetMark(7)),
             Path::Quick,
         ),
     ];
@@ -484,22 +482,10 @@ fn colliding_slots_never_pass_a_flow_a_rule_selects() {
     const FLOWS: u16 = 20_000; // the memo has 16,384 slots per CPU
     let mut dp = Dataplane::load().unwrap();
     let hook = Hook::TcIngress;
-    let g = load(
-        &mut dp,
-        &one_policy(SelectorKind::Port, local_port(80), &[Action::SetMark(7)]),
-        hook,
-    );
-    let to = |sport: u16, dport: u16| {
-        PacketBuilder::ipv4(Ipv4Addr::from(CLIENT), Ipv4Addr::from(SERVER))
-            .ports(sport, dport)
-            .flags(TcpFlags::ACK)
-            .option(dss())
-            .build()
-            .unwrap()
-    };
+    let g = load(&mut dp, &on_port(80, Action::SetMark(7)), hook);
     let before = dp.counters(hook).unwrap();
     for sport in 10_000..10_000 + FLOWS {
-        let p = to(sport, 8080);
+        let p = v4_to(sport, 8080);
         g.test_run(&p).unwrap();
         g.test_run(&p).unwrap();
     }
@@ -512,7 +498,7 @@ fn colliding_slots_never_pass_a_flow_a_rule_selects() {
         "every unselected flow's second packet was quick"
     );
     for sport in 10_000..10_000 + FLOWS {
-        let out = g.test_run(&to(sport, 80)).unwrap();
+        let out = g.test_run(&v4_to(sport, 80)).unwrap();
         assert_eq!(out.mark, Some(7), "flow {sport}->80 must be matched");
     }
     let after = dp.counters(hook).unwrap();
