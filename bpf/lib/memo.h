@@ -14,10 +14,13 @@
  * option walk, the counters of the full path or the engine. That holds
  * when the generation gave the flow no candidate rule, the generation has
  * no per-packet duty that reads options (connection tracking lookups for
- * `connection` / `sequence` selectors, add_subflow's carrier step), and the
+ * `connection` / `sequence` selectors, add_subflow's carrier step), the
  * last packet the full path saw of it was of no interest to connection
- * tracking (no SYN, FIN or RST, no handshake or teardown option). Every SYN,
- * FIN or RST still takes the full path, and so does the packet after it.
+ * tracking (emptcp_ct_interesting: no SYN, FIN or RST, no handshake,
+ * teardown or failure option, no infinite mapping), and the packet's
+ * options are laid out as that one's (__emptcp_memo_same_layout). Every
+ * SYN, FIN or RST still takes the full path, and so does the packet after
+ * it.
  */
 #ifndef __EMPTCP_LIB_MEMO_H
 #define __EMPTCP_LIB_MEMO_H
