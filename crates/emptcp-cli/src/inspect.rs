@@ -33,6 +33,8 @@ pub struct ShowArgs {
 #[derive(Serialize)]
 struct ShowOut {
     pin_dir: PathBuf,
+    /// What the data plane was created with (`None`: nothing pinned).
+    options: Option<emptcp::LoadOptions>,
     /// Kernel ids of the shared maps (flows, counters, conntrack, events).
     maps: std::collections::BTreeMap<&'static str, u32>,
     attachments: Vec<AttachmentOut>,
@@ -73,6 +75,7 @@ pub fn show(opts: &StateOpts, args: &ShowArgs) -> Result<ExitCode> {
                 "{}",
                 serde_json::to_string_pretty(&ShowOut {
                     pin_dir: opts.pin_dir.clone(),
+                    options: None,
                     maps: Default::default(),
                     attachments: Vec::new(),
                 })?
@@ -84,6 +87,7 @@ pub fn show(opts: &StateOpts, args: &ShowArgs) -> Result<ExitCode> {
     };
     let out = ShowOut {
         pin_dir: opts.pin_dir.clone(),
+        options: Some(dp.options()),
         maps: dp.shared_map_ids()?,
         attachments: dp
             .attachments()
@@ -95,6 +99,12 @@ pub fn show(opts: &StateOpts, args: &ShowArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("pin directory {}", out.pin_dir.display());
+        let o = dp.options();
+        println!(
+            "quick pass {}, flow accounting {}",
+            if o.quick_pass { "on" } else { "off" },
+            if o.account_flows { "on" } else { "off" }
+        );
         for a in &out.attachments {
             let link = a.link_id.map_or("-".into(), |id| id.to_string());
             let prog = a.prog_id.map_or("-".into(), |id| id.to_string());

@@ -45,7 +45,12 @@ impl StateOpts {
 
     /// Opens the pinned data plane (creating the directory if needed).
     pub fn open(&self) -> Result<Dataplane> {
-        Dataplane::open_pinned(&self.pin_dir, &LoadOptions::default()).with_context(|| {
+        self.open_with(&LoadOptions::default())
+    }
+
+    /// The same, creating a missing data plane with `options`.
+    pub fn open_with(&self, options: &LoadOptions) -> Result<Dataplane> {
+        Dataplane::open_pinned(&self.pin_dir, options).with_context(|| {
             format!(
                 "opening the pinned data plane in {}",
                 self.pin_dir.display()
@@ -92,6 +97,12 @@ pub struct AttachArgs {
     /// the driver's best mode).
     #[arg(long, alias = "tc-mode")]
     pub mode: Option<AttachMode>,
+    /// Walk every TCP packet's options, also those of flows no policy
+    /// selects (no quick pass: docs/engine.md). A setting of the data plane:
+    /// it takes effect when this attach creates it (the first one), and is
+    /// refused if the pinned data plane runs the other way.
+    #[arg(long)]
+    pub no_quick_pass: bool,
     /// Print the attachment as JSON.
     #[arg(long)]
     pub json: bool,
@@ -116,7 +127,17 @@ pub fn attach(opts: &StateOpts, args: &AttachArgs) -> Result<ExitCode> {
     if !mode.serves(hook) {
         bail!("attach mode {mode} cannot serve hook {hook}");
     }
-    let mut dp = opts.open()?;
+    let mut dp = opts.open_with(&LoadOptions {
+        quick_pass: !args.no_quick_pass,
+        ..LoadOptions::default()
+    })?;
+    if args.no_quick_pass && dp.options().quick_pass {
+        bail!(
+            "the data plane pinned in {} runs with the quick pass; `emptcp detach --all` first to \
+             change that",
+            opts.pin_dir.display()
+        );
+    }
     let prog_id = dp.program_info(hook)?.id;
     if let Err(e) = dp.attach_with(hook, ifindex, mode, opts.netns_path().as_deref()) {
         // A pin directory this call made for nothing goes again.

@@ -336,6 +336,60 @@ fn a_new_process_adopts_pinned_state_after_a_kill() {
     assert!(!p.exists());
 }
 
+/// `attach --no-quick-pass` sets the data plane up to walk every packet:
+/// kept for every later command and attachment, refused against a data
+/// plane that runs the other way. Control: the default data plane lets the
+/// same traffic take the quick pass.
+#[test]
+fn no_quick_pass_is_a_setting_of_the_data_plane() {
+    if !emptcp_testbed::root_or_skip() {
+        return;
+    }
+    let tb = topology("cli-nqp");
+    let pins = PinDir::new("nqp");
+    let p = &pins.0;
+    let ns = netns_name(tb.host("b").unwrap());
+    let n = Some(ns.as_str());
+    let (client, server) = (tb.host("a").unwrap(), tb.host("b").unwrap());
+    let quick_after_transfer = || {
+        let opts = TransferOpts::new("10.99.0.2".parse().unwrap(), 256 << 10);
+        traffic::transfer(client, server, &opts).expect("transfer through emptcp");
+        let stats = json(p, None, &["stats"]);
+        let c = &stats["hooks"]["tc-ingress"];
+        assert!(c["tcp"].as_u64().unwrap() > 0, "{stats:#}");
+        c["quick_tcp"].as_u64().unwrap() + c["quick_mptcp"].as_u64().unwrap()
+    };
+
+    for quick_pass in [false, true] {
+        let first: &[&str] = if quick_pass {
+            &["attach", "b0", "--hook", "tc-ingress"]
+        } else {
+            &["attach", "b0", "--hook", "tc-ingress", "--no-quick-pass"]
+        };
+        run(p, n, first, 0);
+        // A later attachment without the flag keeps the data plane's way.
+        run(p, n, &["attach", "b0", "--hook", "tc-egress"], 0);
+        let shown = json(p, None, &["show"]);
+        assert_eq!(shown["options"]["quick_pass"], quick_pass, "{shown:#}");
+        let quick = quick_after_transfer();
+        if quick_pass {
+            assert!(quick > 0, "control: the default data plane's quick pass");
+            let refused = emptcp_at(
+                p,
+                n,
+                &["attach", "x0", "--hook", "tc-ingress", "--no-quick-pass"],
+            );
+            assert_eq!(refused.status.code(), Some(2));
+            let err = String::from_utf8_lossy(&refused.stderr);
+            assert!(err.contains("runs with the quick pass"), "{err}");
+        } else {
+            assert_eq!(quick, 0, "every packet walked");
+        }
+        run(p, n, &["detach", "--all"], 0);
+        assert!(!p.exists());
+    }
+}
+
 #[test]
 fn state_commands_refuse_bad_input_clearly() {
     if !emptcp_testbed::root_or_skip() {

@@ -13,8 +13,8 @@ use crate::abi::{
 };
 use crate::attach::{AttachMode, ClsactFilter, HookLink};
 use crate::pins::{
-    AttachmentRecord, GenerationRecord, PinDir, PolicySource, RECORD_VERSION, read_record,
-    remove_tree, write_record,
+    AttachmentRecord, DataplaneRecord, GenerationRecord, PinDir, PolicySource, RECORD_VERSION,
+    read_record, remove_tree, write_record,
 };
 use crate::plugin::{PluginMaps, PluginSpec};
 use crate::policy::CompiledPolicy;
@@ -123,6 +123,7 @@ pub struct Dataplane {
     pins: Option<PinDir>,
     account_flows: bool,
     quick_pass: bool,
+    flow_table_size: u32,
 }
 
 /// One entry program attached to one interface, running generation 0 or the
@@ -237,9 +238,37 @@ impl Dataplane {
     /// process left, so counters keep counting and links keep their ids.
     /// Attachments made or generations applied from here are pinned too, and
     /// stay when the process exits.
+    ///
+    /// `options` serve a data plane created here; one already pinned keeps
+    /// the options it was created with ([`Dataplane::options`] says which).
     pub fn open_pinned(dir: &Path, options: &LoadOptions) -> Result<Dataplane> {
         let pins = PinDir::open(dir)?;
-        let mut dp = Dataplane::load_entry(options, Some(&pins))?;
+        let record_path = pins.dataplane_record();
+        let recorded = if record_path.exists() {
+            let record: DataplaneRecord = read_record(&record_path)?;
+            if record.version != RECORD_VERSION {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "{}: record version {}, this emptcp reads {RECORD_VERSION}",
+                        record_path.display(),
+                        record.version
+                    ),
+                ));
+            }
+            Some(record.options)
+        } else {
+            None
+        };
+        let options = recorded.unwrap_or(*options);
+        let mut dp = Dataplane::load_entry(&options, Some(&pins))?;
+        if recorded.is_none() {
+            let record = DataplaneRecord {
+                version: RECORD_VERSION,
+                options,
+            };
+            write_record(&record_path, &record, false)?;
+        }
         for att_dir in pins.attachment_dirs()? {
             let att = adopt_attachment(&att_dir)?;
             let newest = [
@@ -305,6 +334,7 @@ impl Dataplane {
             pins: None,
             account_flows: options.account_flows,
             quick_pass: options.quick_pass,
+            flow_table_size: options.flow_table_size,
         })
     }
 
@@ -694,6 +724,16 @@ impl Dataplane {
                     format!("no {hook} attachment on ifindex {ifindex}"),
                 )
             })
+    }
+
+    /// The options this data plane runs with (for a pinned one, those it
+    /// was created with).
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions {
+            flow_table_size: self.flow_table_size,
+            account_flows: self.account_flows,
+            quick_pass: self.quick_pass,
+        }
     }
 
     /// Wall time of [`Dataplane::load`]: open, relocate, verify all programs.
@@ -1307,7 +1347,7 @@ pub struct RecordDirection {
 }
 
 /// Choices made when a [`Dataplane`] is loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoadOptions {
     /// Entries of the flow table (per-CPU LRU hash: one entry per flow
     /// direction and attachment). A full table evicts the least recently

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! DIR/maps/NAME                       maps all generations share (flows, counters, conntrack, events)
+//! DIR/maps/meta                       the data plane's record: the options it was loaded with
 //! DIR/netINO/ifIDX-HOOK/link          the BPF link (tcx, XDP); clsact filters live in the kernel
 //! DIR/netINO/ifIDX-HOOK/meta          the attachment's record
 //! DIR/netINO/ifIDX-HOOK/genN/prog     a generation's entry program (the current one and the previous)
@@ -99,12 +100,18 @@ impl PinDir {
         Ok(out)
     }
 
+    /// Where the data plane's own record (its load options) is kept.
+    pub(crate) fn dataplane_record(&self) -> PathBuf {
+        self.root.join("maps").join("meta")
+    }
+
     /// Removes the shared map pins and the directory itself, when nothing
     /// else is left in it; returns what was left (not ours to remove).
     pub(crate) fn remove(self, shared: &[&str]) -> Result<Vec<PathBuf>> {
         for name in shared {
             remove_pin(&self.shared_map(name))?;
         }
+        remove_pin(&self.dataplane_record())?;
         remove_empty_dir(&self.root.join("maps"));
         for ns in read_dir(&self.root)? {
             if file_name(&ns).starts_with("net") {
@@ -117,6 +124,16 @@ impl PinDir {
         }
         Ok(left)
     }
+}
+
+/// What the pinned data plane was loaded with: kept in `maps/meta`, so that
+/// every later process loads its generations the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataplaneRecord {
+    /// The record format version of the writer (a reader refuses others).
+    pub version: u32,
+    /// The options the data plane was first loaded with.
+    pub options: crate::LoadOptions,
 }
 
 /// What a pinned attachment is: kept in `ifIDX-HOOK/meta`.
