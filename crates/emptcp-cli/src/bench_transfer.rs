@@ -332,9 +332,9 @@ fn apply_variant(tb: &TwoPath, variant: Variant) -> Result<Option<Dataplane>> {
     Ok(Some(dp))
 }
 
-/// The traffic protocol's header before each stream (emptcp-testbed's
-/// traffic module): payload the data plane sees beside the stream.
-const STREAM_HEADER_BYTES: u64 = 24;
+/// Payload the data plane sees beside each stream: the traffic protocol's
+/// header.
+const STREAM_HEADER_BYTES: u64 = traffic::HEADER_LEN as u64;
 
 fn run_bulk(tb: &TwoPath, opts: &TransferBenchOpts, moved: &mut Moved) -> Result<BulkRun> {
     let mut run = BulkRun {
@@ -516,6 +516,21 @@ fn check_chain8(
     ))
 }
 
+/// Applies `variant`, moves the bulk transfers and the short flows of `opts`
+/// through it, checks what its data plane saw, and removes it.
+fn run_variant(
+    tb: &TwoPath,
+    variant: Variant,
+    opts: &TransferBenchOpts,
+) -> Result<(BulkRun, FlowsRun, String)> {
+    let dp = apply_variant(tb, variant)?;
+    let mut moved = Moved::default();
+    let bulk = run_bulk(tb, opts, &mut moved)?;
+    let flows = run_flows(tb, opts.flows, opts.flow_bytes, &mut moved)?;
+    let checked = check(tb, variant, dp.as_ref(), &moved)?;
+    Ok((bulk, flows, checked))
+}
+
 /// Runs the transfer benchmark. `progress` gets a line per step on stderr.
 pub fn run(opts: &TransferBenchOpts, progress: &Progress) -> Result<TransferBenchReport> {
     ensure!(opts.rounds > 0, "at least one round");
@@ -543,11 +558,8 @@ pub fn run(opts: &TransferBenchOpts, progress: &Progress) -> Result<TransferBenc
     };
     for (vi, &variant) in Variant::ALL.iter().enumerate() {
         progress.step(&format!("check: {}", variant.label()));
-        let dp = apply_variant(&tb, variant)?;
-        let mut moved = Moved::default();
-        run_bulk(&tb, &check_opts, &mut moved)?;
-        run_flows(&tb, check_opts.flows, opts.flow_bytes, &mut moved)?;
-        checked[vi] = check(&tb, variant, dp.as_ref(), &moved)?;
+        (_, _, checked[vi]) = run_variant(&tb, variant, &check_opts)
+            .with_context(|| format!("check, {}", variant.label()))?;
         checks_passed += 1;
     }
 
@@ -556,16 +568,10 @@ pub fn run(opts: &TransferBenchOpts, progress: &Progress) -> Result<TransferBenc
     let mut max_load: f64 = start_load[0];
     for round in 0..opts.rounds {
         for (vi, &variant) in Variant::ALL.iter().enumerate() {
-            let dp = apply_variant(&tb, variant)?;
-            let mut moved = Moved::default();
-            let b = run_bulk(&tb, opts, &mut moved)
+            let (b, f, last_check) = run_variant(&tb, variant, opts)
                 .with_context(|| format!("round {}, {}", round + 1, variant.label()))?;
-            let f = run_flows(&tb, opts.flows, opts.flow_bytes, &mut moved)
-                .with_context(|| format!("round {}, {}", round + 1, variant.label()))?;
-            checked[vi] = check(&tb, variant, dp.as_ref(), &moved)
-                .with_context(|| format!("round {}", round + 1))?;
+            checked[vi] = last_check;
             checks_passed += 1;
-            drop(dp);
             let load = load_average();
             max_load = max_load.max(load[0]);
             progress.step(&format!(
@@ -586,7 +592,10 @@ pub fn run(opts: &TransferBenchOpts, progress: &Progress) -> Result<TransferBenc
     }
     drop(tb);
 
-    let none = 0;
+    let none = Variant::ALL
+        .iter()
+        .position(|&v| v == Variant::None)
+        .expect("none is a variant");
     let ratio = |vi: usize, f: &dyn Fn(usize, usize) -> f64| -> Vec<f64> {
         (0..opts.rounds).map(|r| f(vi, r) / f(none, r)).collect()
     };
