@@ -51,7 +51,7 @@ pub struct DemoArgs {
     json: bool,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
         Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
@@ -461,7 +461,7 @@ fn print_report(r: &DemoReport) {
     );
 }
 
-fn human_bytes(b: u64) -> String {
+pub(crate) fn human_bytes(b: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     match UNITS.iter().find(|(unit, _)| b >= *unit) {
         Some((unit, name)) => format!("{:.1} {name}", b as f64 / *unit as f64),
@@ -469,21 +469,21 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
-/// Progress lines on stderr for a human (silent with --json).
-struct Progress {
+/// Progress lines on stderr for a human (`on: false`: silent).
+pub(crate) struct Progress {
     on: bool,
     start: Instant,
 }
 
 impl Progress {
-    fn new(on: bool) -> Self {
+    pub(crate) fn new(on: bool) -> Self {
         Progress {
             on,
             start: Instant::now(),
         }
     }
 
-    fn step(&self, what: &str) {
+    pub(crate) fn step(&self, what: &str) {
         if self.on {
             let t: Duration = self.start.elapsed();
             eprintln!("[{:>6.2}s] {what}", t.as_secs_f64());

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod bench;
+mod bench_transfer;
 mod check;
 mod demo;
 mod inspect;

@@ -7,7 +7,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::Command;
 
 use emptcp_testbed::presets::{TwoPath, TwoPathOpts, two_path};
-use emptcp_testbed::traffic::{TrafficError, TransferOpts, TransferReport, transfer};
+use emptcp_testbed::traffic::{
+    Receiver, ReceiverOpts, TrafficError, TransferOpts, TransferReport, transfer,
+};
 use emptcp_testbed::{
     Family, LinkEnd, LinkSpec, MptcpLimits, NAME_PREFIX, Offloads, RateLimit, Topology,
     root_or_skip,
@@ -509,4 +511,18 @@ fn reap_stale_deletes_only_dead_owners() {
         1,
         "a live process's namespace stays"
     );
+}
+
+/// A receiver that no client ever reaches stops when asked (and when
+/// dropped): its accept loop wakes up to look at the stop flag.
+#[test]
+fn receiver_without_a_client_stops() {
+    if skip() {
+        return;
+    }
+    let tb = Topology::builder("rxstop").host("h").build().unwrap();
+    let host = tb.host("h").unwrap();
+    let rx = Receiver::start(host, ReceiverOpts::default()).unwrap();
+    assert!(rx.stop().unwrap().is_empty());
+    drop(Receiver::start(host, ReceiverOpts::default()).unwrap());
 }

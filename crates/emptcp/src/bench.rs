@@ -1666,7 +1666,8 @@ fn measure_publish(opts: &BenchOptions, checks: &mut usize) -> Result<Vec<Publis
     Ok(out)
 }
 
-fn machine(pinned: Option<usize>) -> Machine {
+/// Where a benchmark runs (`pinned`: the CPU the measuring thread is pinned to).
+pub fn machine(pinned: Option<usize>) -> Machine {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
         .trim()

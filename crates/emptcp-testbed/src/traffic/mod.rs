@@ -33,7 +33,9 @@ use crate::topology::Family;
 
 const MAGIC: [u8; 4] = *b"EMTB";
 const VERSION: u32 = 1;
-const HEADER_LEN: usize = 24;
+/// Bytes of the header the sender puts before the stream: payload on the
+/// wire beside the stream's `length` bytes.
+pub const HEADER_LEN: usize = 24;
 const VERDICT_LEN: usize = 40;
 const ALL_RECEIVED: u8 = b'!';
 /// Transfers up to this size are generated (sender) or buffered (receiver) in memory, so that
@@ -332,10 +334,7 @@ impl Receiver {
         let local = listener
             .local_addr()
             .context("reading the listener's address")?;
-        // Accept wakes up every 100 ms to look at the stop flag.
         listener.set_nonblocking(false)?;
-        let sock = listener.as_fd().try_clone_to_owned()?;
-        set_timeval(&sock, libc::SO_RCVTIMEO, Duration::from_millis(100))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = stop.clone();
         let host_name = host.name().to_owned();
@@ -411,7 +410,18 @@ fn serve(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        match listener.accept() {
+        // Wait at most 100 ms for a connection, then look at the stop flag
+        // and the idle limit. poll, not SO_RCVTIMEO on the listener: once
+        // (bench --transfer, after many connections served) the thread sat
+        // in mptcp_stream_accept -> inet_csk_accept for minutes, neither
+        // timing out nor seeing the stop flag, and the caller hung in
+        // join/drop. Why the timeout did not fire was not found.
+        let accepted = match readable(&listener, Duration::from_millis(100)) {
+            Ok(true) => listener.accept(),
+            Ok(false) => Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => Err(e),
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let flow = receive_one(stream, peer, opts.io_timeout)
                     .with_context(|| format!("receiving from {peer} on host {host}"))?;
@@ -438,6 +448,20 @@ fn serve(
         }
     }
     Ok(flows)
+}
+
+/// Whether `fd` becomes readable (a listener: has a connection to accept)
+/// within `limit`.
+fn readable(fd: &impl AsRawFd, limit: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: pfd is one valid pollfd for the duration of the call.
+    let rc = unsafe { libc::poll(&mut pfd, 1, limit.as_millis() as libc::c_int) };
+    check(rc)?;
+    Ok(rc > 0)
 }
 
 fn receive_one(
