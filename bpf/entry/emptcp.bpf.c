@@ -9,6 +9,11 @@
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in.h>
+#include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
 
 #include <emptcp/abi.h>
@@ -200,18 +205,59 @@ static __emptcp_inline int tc_verdict(int verdict)
 	}
 }
 
+/*
+ * Whether the linear part of an skb already holds all the parser reads of a
+ * TCP packet without VLAN tags or IPv6 extension headers: Ethernet, IP and
+ * the TCP header with its options; or shows an IPv4 packet that is not TCP.
+ * The usual skb with data in fragments (a GSO segment from a TCP socket, a
+ * GRO aggregate) has its headers linear, and then needs no pull.
+ */
+static __emptcp_inline int tc_headers_linear(void *data, void *data_end)
+{
+	__u8 *l3 = data + sizeof(struct ethhdr), *th;
+	__be16 proto;
+	__u32 l4;
+
+	if ((void *)(l3 + sizeof(struct ipv6hdr)) > data_end)
+		return 0;
+	proto = *(const __be16 *)((const __u8 *)data + 12);
+	if (proto == bpf_htons(ETH_P_IP)) {
+		if (l3[9] != IPPROTO_TCP)
+			return 1;
+		l4 = sizeof(struct ethhdr) + (l3[0] & 0xf) * 4;
+	} else if (proto == bpf_htons(ETH_P_IPV6) && l3[6] == IPPROTO_TCP) {
+		l4 = sizeof(struct ethhdr) + sizeof(struct ipv6hdr);
+	} else {
+		return 0;
+	}
+	th = data + l4;
+	if ((void *)(th + sizeof(struct tcphdr)) > data_end)
+		return 0;
+	return (void *)(th + (th[12] >> 4) * 4) <= data_end;
+}
+
 static __emptcp_inline int tc_entry(struct __sk_buff *skb, enum emptcp_hook hook)
 {
-	__u32 linear = skb->data_end - skb->data;
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	__u32 linear = data_end - data;
 
 	/* Direct packet access sees only the linear part of an skb; a driver
 	 * or a tunnel may leave headers in fragments. Pulling them in costs a
-	 * helper call, so only when the linear part is short of both the packet
-	 * and the header budget. A failed pull leaves the packet as it was: the
+	 * helper call, and on a cloned skb (every segment a TCP socket sends
+	 * is one) a new head and a copy: only when the headers are not all
+	 * linear already. A failed pull leaves the packet as it was: the
 	 * parser then counts it as malformed and passes it. */
-	if (linear < skb->len && linear < EMPTCP_PULL_LEN)
-		bpf_skb_pull_data(skb, skb->len < EMPTCP_PULL_LEN ? skb->len : EMPTCP_PULL_LEN);
-	return tc_verdict(entry(skb, hook, (void *)(long)skb->data, (void *)(long)skb->data_end));
+	if (linear < skb->len) {
+		emptcp_count(hook, EMPTCP_CNT_PAGED);
+		if (linear < EMPTCP_PULL_LEN && !tc_headers_linear(data, data_end)) {
+			bpf_skb_pull_data(skb, skb->len < EMPTCP_PULL_LEN ? skb->len
+									  : EMPTCP_PULL_LEN);
+			emptcp_count(hook, EMPTCP_CNT_PULLED);
+			data = (void *)(long)skb->data;
+			data_end = (void *)(long)skb->data_end;
+		}
+	}
+	return tc_verdict(entry(skb, hook, data, data_end));
 }
 
 SEC("tc/ingress")

@@ -206,6 +206,8 @@ enum emptcp_entry_counter {
 	                           * quick counters to tcp and no_policy */
 	EMPTCP_CNT_QUICK_MPTCP,   /* the same, of a flow whose last walked packet carried
 	                           * an MPTCP option */
+	EMPTCP_CNT_PAGED,         /* TC: skbs with data in fragments (GSO, GRO) */
+	EMPTCP_CNT_PULLED,        /* ... of which headers were not all linear: pulled in */
 	EMPTCP_CNT__MAX,
 };
 

@@ -24,7 +24,7 @@ use crate::{Error, ErrorKind, Hook, Result};
 const ENTRY_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/emptcp.bpf.o"));
 
 /// Names of `enum emptcp_entry_counter`, in order.
-pub(crate) const ENTRY_COUNTER_NAMES: [&str; 27] = [
+pub(crate) const ENTRY_COUNTER_NAMES: [&str; 29] = [
     "seen",
     "not_tcp",
     "malformed",
@@ -52,6 +52,8 @@ pub(crate) const ENTRY_COUNTER_NAMES: [&str; 27] = [
     "ct_fallback_late",
     "quick_tcp",
     "quick_mptcp",
+    "paged",
+    "pulled",
 ];
 
 const FLOWS_MAP: &str = "emptcp_flows";

@@ -539,9 +539,20 @@ fn live_quick_pass_keeps_connection_tracking_whole() {
         let c = dp.counters(Hook::TcIngress).unwrap();
         let quick = c.get("quick_tcp") + c.get("quick_mptcp");
         eprintln!(
-            "quick_pass {quick_pass}: {quick} of {} TCP packets took the quick pass",
-            c.get("tcp")
+            "quick_pass {quick_pass}: {quick} of {} TCP packets took the quick pass; {} skbs \
+             with data in fragments, {} pulled",
+            c.get("tcp"),
+            c.get("paged"),
+            c.get("pulled")
         );
+        // A TCP socket's GSO segments carry their payload in fragments and
+        // every header in the linear part: nothing to pull (each pull of a
+        // cloned skb is a new head and a copy).
+        assert!(
+            c.get("paged") > 0,
+            "control: the transfer's data skbs are paged"
+        );
+        assert_eq!(c.get("pulled"), 0, "{c:?}");
         if quick_pass {
             assert!(
                 quick * 10 >= c.get("tcp") * 9,
