@@ -196,11 +196,19 @@ pub struct DetachArgs {
 
 pub fn detach(opts: &StateOpts, args: &DetachArgs) -> Result<ExitCode> {
     let _ns = opts.enter_netns()?;
-    let Some(mut dp) = opts.open_existing()? else {
+    if !opts.pin_dir.join("maps").exists() {
         println!("nothing pinned in {}", opts.pin_dir.display());
         return Ok(ExitCode::from(1));
-    };
+    }
     if args.all {
+        // Whatever emptcp version pinned it: --all is also the way out of
+        // a pin directory an older emptcp left.
+        let dp = Dataplane::open_pinned_to_detach(&opts.pin_dir).with_context(|| {
+            format!(
+                "opening the pinned data plane in {}",
+                opts.pin_dir.display()
+            )
+        })?;
         let done = dp.detach_all()?;
         for what in &done {
             println!("detached {what}");
@@ -211,6 +219,7 @@ pub fn detach(opts: &StateOpts, args: &DetachArgs) -> Result<ExitCode> {
     let (Some(iface), Some(hook)) = (&args.iface, args.hook) else {
         bail!("give an interface and --hook, or --all");
     };
+    let mut dp = opts.open()?;
     let ifindex = netns::interface_index(iface)?;
     if dp.detach(hook, ifindex)? {
         println!("detached {hook} from {iface}");

@@ -390,6 +390,64 @@ fn no_quick_pass_is_a_setting_of_the_data_plane() {
     }
 }
 
+/// A pin directory an older emptcp left (no data plane record, shared maps
+/// of other shapes: made here by swapping the counters map for a smaller
+/// one, as ABI 2's was) is refused with a message that says so, and
+/// `detach --all` still takes it down, leaving the device as before.
+/// Control: the same directory before the swap opens.
+#[test]
+fn a_pin_directory_of_another_version_is_refused_and_detach_all_removes_it() {
+    if !emptcp_testbed::root_or_skip() {
+        return;
+    }
+    let tb = topology("cli-old");
+    let pins = PinDir::new("old");
+    let p = &pins.0;
+    let ns = netns_name(tb.host("b").unwrap());
+    let n = Some(ns.as_str());
+    let before = device_state(&tb, "b", "b0");
+    run(p, n, &["attach", "b0", "--hook", "tc-ingress"], 0);
+    run(p, n, &["show"], 0);
+
+    let counters = p.join("maps/emptcp_counters");
+    std::fs::remove_file(p.join("maps/meta")).unwrap();
+    std::fs::remove_file(&counters).unwrap();
+    let made = Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&counters)
+        .args([
+            "type",
+            "percpu_array",
+            "key",
+            "4",
+            "value",
+            "8",
+            "entries",
+            "10",
+        ])
+        .args(["name", "emptcp_counters"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    for args in [
+        &["show"][..],
+        &["stats"],
+        &["detach", "b0", "--hook", "tc-ingress"],
+    ] {
+        let out = emptcp_at(p, n, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("pinned by another emptcp version") && err.contains("detach --all"),
+            "{args:?}: {err}"
+        );
+    }
+    run(p, n, &["detach", "--all"], 0);
+    assert!(!p.exists());
+    assert_eq!(device_state(&tb, "b", "b0"), before);
+}
+
 #[test]
 fn state_commands_refuse_bad_input_clearly() {
     if !emptcp_testbed::root_or_skip() {

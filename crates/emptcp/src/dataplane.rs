@@ -243,22 +243,26 @@ impl Dataplane {
     ///
     /// `options` serve a data plane created here; one already pinned keeps
     /// the options it was created with ([`Dataplane::options`] says which).
+    ///
+    /// A directory pinned by an emptcp of another ABI (its shared maps have
+    /// other shapes) is refused with an [`ErrorKind::InvalidInput`] error
+    /// that says so; [`Dataplane::open_pinned_to_detach`] still removes it.
     pub fn open_pinned(dir: &Path, options: &LoadOptions) -> Result<Dataplane> {
         let pins = PinDir::open(dir)?;
         let record_path = pins.dataplane_record();
         let recorded = if record_path.exists() {
             let record: DataplaneRecord = read_record(&record_path)?;
-            if record.version != RECORD_VERSION {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "{}: record version {}, this emptcp reads {RECORD_VERSION}",
-                        record_path.display(),
-                        record.version
-                    ),
+            if record.version != RECORD_VERSION || record.abi != abi::ABI_VERSION {
+                return Err(other_version(
+                    dir,
+                    &format!("record version {}, ABI {}", record.version, record.abi),
                 ));
             }
             Some(record.options)
+        } else if pins.shared_map(COUNTERS_MAP).exists() {
+            // Shared maps without a record: pinned before records of the
+            // data plane existed (ABI 2 and older).
+            return Err(other_version(dir, "no data plane record: ABI 2 or older"));
         } else {
             None
         };
@@ -267,6 +271,7 @@ impl Dataplane {
         if recorded.is_none() {
             let record = DataplaneRecord {
                 version: RECORD_VERSION,
+                abi: abi::ABI_VERSION,
                 options,
             };
             write_record(&record_path, &record, false)?;
@@ -284,6 +289,22 @@ impl Dataplane {
             dp.attachments.push(att);
         }
         tracing::info!(dir = %dir.display(), adopted = dp.attachments.len(), "pinned data plane open");
+        dp.pins = Some(pins);
+        Ok(dp)
+    }
+
+    /// Opens the pinned data plane in `dir` only to take it down with
+    /// [`Dataplane::detach_all`], whatever emptcp version pinned it: the
+    /// pinned shared maps are not reused (their shapes may differ from this
+    /// build's), attachments are adopted from their records, and
+    /// generations this build cannot read stay unadopted (their links and
+    /// pins still go).
+    pub fn open_pinned_to_detach(dir: &Path) -> Result<Dataplane> {
+        let pins = PinDir::open(dir)?;
+        let mut dp = Dataplane::load_entry(&LoadOptions::default(), None)?;
+        for att_dir in pins.attachment_dirs()? {
+            dp.attachments.push(adopt_attachment(&att_dir)?);
+        }
         dp.pins = Some(pins);
         Ok(dp)
     }
@@ -1405,6 +1426,19 @@ pub struct OpStats {
 
 /// A refused load: EPERM is a missing capability; anything else (EACCES,
 /// EINVAL, E2BIG) is the verifier's refusal, logged by libbpf above.
+/// The error for a pin directory another emptcp version made.
+fn other_version(dir: &Path, found: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "{} holds a data plane pinned by another emptcp version ({found}; this one is ABI {}): \
+             `emptcp detach --all` takes it down (every attachment and pin), then attach again",
+            dir.display(),
+            abi::ABI_VERSION
+        ),
+    )
+}
+
 fn load_error(what: &str, e: libbpf_rs::Error) -> Error {
     let eperm = e.to_string().contains("os error 1)");
     let err = Error::bpf(what.to_owned(), e);

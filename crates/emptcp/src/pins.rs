@@ -132,6 +132,9 @@ impl PinDir {
 pub struct DataplaneRecord {
     /// The record format version of the writer (a reader refuses others).
     pub version: u32,
+    /// The data plane's ABI version (`EMPTCP_ABI_VERSION`): the shapes of
+    /// the shared maps pinned beside this record.
+    pub abi: u32,
     /// The options the data plane was first loaded with.
     pub options: crate::LoadOptions,
 }
