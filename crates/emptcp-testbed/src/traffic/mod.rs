@@ -96,8 +96,26 @@ fn stream_differences(seed: u64, got: &[u8]) -> Option<String> {
         .take(8)
         .map(|(a, b)| format!("[{a}, {b})"))
         .collect();
+    // Misplaced data (the stream's bytes from elsewhere: a mapping or
+    // reassembly error) or foreign bytes (memory reuse)? Look the first 32
+    // wrong bytes up in the whole stream.
+    let probe = &got[first..(first + 32).min(got.len())];
+    let mut stream = vec![0u8; got.len()];
+    fill_stream(seed, 0, &mut stream);
+    let origin = if probe.iter().all(|&b| b == 0) {
+        "zeros".to_owned()
+    } else {
+        match stream.windows(probe.len()).position(|w| w == probe) {
+            Some(at) => format!(
+                "the stream's bytes at {at} (offset {:+})",
+                at as i64 - first as i64
+            ),
+            None => "not from the stream".to_owned(),
+        }
+    };
     Some(format!(
-        "{total} of {} bytes differ from the stream, first at byte {first}, in {} runs: {}{}",
+        "{total} of {} bytes differ from the stream, first at byte {first}, in {} runs: {}{}; \
+         the bytes there are {origin}",
         got.len(),
         runs.len(),
         shown.join(" "),
@@ -1094,6 +1112,19 @@ mod tests {
             "{d}"
         );
         assert!(d.contains("[5, 6) [1052672, 1056768)"), "{d}");
+        assert!(
+            d.ends_with("the bytes there are not from the stream"),
+            "{d}"
+        );
+        // Bytes of the stream out of place are found where they belong.
+        fill_stream(9, 0, &mut got);
+        let (a, b) = got.split_at_mut(200_000);
+        a[100_000..101_448].copy_from_slice(&b[0..1448]);
+        let d = stream_differences(9, &got).expect("differs");
+        assert!(
+            d.ends_with("the stream's bytes at 200000 (offset +100000)"),
+            "{d}"
+        );
     }
 
     #[test]
