@@ -220,7 +220,7 @@ static __emptcp_inline int tc_headers_linear(void *data, void *data_end)
 
 	if ((void *)(l3 + sizeof(struct ipv6hdr)) > data_end)
 		return 0;
-	proto = *(const __be16 *)((const __u8 *)data + 12);
+	proto = emptcp_eth_proto(data);
 	if (proto == bpf_htons(ETH_P_IP)) {
 		if (l3[9] != IPPROTO_TCP)
 			return 1;

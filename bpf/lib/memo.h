@@ -238,7 +238,7 @@ static __emptcp_inline int __emptcp_memo_same_layout(const struct emptcp_memo_sl
 						     void *data, void *data_end,
 						     const struct emptcp_pkt *pkt)
 {
-	__u32 l4 = pkt->l4_off, word;
+	__u32 l4 = pkt->l4_off, dss = l4 + (m->dss_rel & 0x3f), word;
 
 	if ((pkt->payload_off - l4) >> 2 != m->doff)
 		return 0;
@@ -247,10 +247,9 @@ static __emptcp_inline int __emptcp_memo_same_layout(const struct emptcp_memo_sl
 		return 0;
 	if (!m->dss_rel)
 		return 1;
-	if (__emptcp_memo_word(data, data_end, l4 + (m->dss_rel & 0x3f), &word) ||
-	    word != m->dss_head)
+	if (__emptcp_memo_word(data, data_end, dss, &word) || word != m->dss_head)
 		return 0;
-	return !m->dss_mapping || !emptcp_mptcp_dss_infinite(data, data_end, l4 + (m->dss_rel & 0x3f));
+	return !m->dss_mapping || !emptcp_mptcp_dss_infinite(data, data_end, dss);
 }
 
 /*

@@ -125,6 +125,14 @@ EMPTCP_BUILD_BUG_ON(__builtin_offsetof(struct emptcp_pkt, sport) % 4 ||
 		    __builtin_offsetof(struct emptcp_pkt, dport) !=
 			    __builtin_offsetof(struct emptcp_pkt, sport) + 2);
 
+/* The EtherType of a frame whose Ethernet header the caller bounds-checked,
+ * in one 16-bit load: struct ethhdr is packed, so eth->h_proto would be
+ * read a byte at a time. */
+static __emptcp_inline __be16 emptcp_eth_proto(const void *data)
+{
+	return *(const __be16 *)((const __u8 *)data + 12);
+}
+
 /* A connection's or a join's opening SYN: SYN without ACK. */
 static __emptcp_inline int emptcp_pkt_is_syn(const struct emptcp_pkt *pkt)
 {
@@ -363,9 +371,7 @@ static __emptcp_inline int emptcp_parse_headers(void *data, void *data_end,
 
 	if ((void *)(eth + 1) > data_end)
 		return EMPTCP_PARSE_MALFORMED;
-	/* One 16-bit load: struct ethhdr is packed, so eth->h_proto would
-	 * be read a byte at a time. */
-	proto = *(const __be16 *)((const __u8 *)data + 12);
+	proto = emptcp_eth_proto(data);
 	pkt->vlan_tags = 0;
 #pragma unroll
 	for (i = 0; i < EMPTCP_MAX_VLAN_TAGS; i++) {

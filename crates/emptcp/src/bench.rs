@@ -458,6 +458,15 @@ pub fn pin_to_cpu(cpu: usize) -> Result<()> {
     Ok(())
 }
 
+/// Pins the calling thread to the CPU it is on now, and returns that CPU:
+/// consecutive test runs then share one CPU's per-CPU maps (the flow memo).
+pub fn pin_to_current_cpu() -> Result<usize> {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).context("sched_getcpu")?;
+    pin_to_cpu(cpu)?;
+    Ok(cpu)
+}
+
 fn pass_verdict(hook: Hook) -> u32 {
     if hook == Hook::Xdp {
         XDP_PASS
@@ -1071,12 +1080,13 @@ fn program_row(what: String, info: &ProgramInfo, load: Option<Duration>) -> Prog
 /// Runs the benchmark. Needs root. Every case is checked on a fresh packet
 /// before it is timed; a failed check is an error.
 pub fn run(opts: &BenchOptions) -> Result<Report> {
-    // SAFETY: sched_getcpu has no preconditions.
     let cpu = match opts.cpu {
-        Some(cpu) => cpu,
-        None => usize::try_from(unsafe { libc::sched_getcpu() }).context("sched_getcpu")?,
+        Some(cpu) => {
+            pin_to_cpu(cpu)?;
+            cpu
+        }
+        None => pin_to_current_cpu()?,
     };
-    pin_to_cpu(cpu)?;
     let mut rows: Vec<Row> = Vec::new();
     let mut subjects: Vec<Subject> = Vec::new();
     let mut programs: Vec<ProgramRow> = Vec::new();

@@ -123,9 +123,8 @@ pub struct Dataplane {
     load_time: Duration,
     last_generation: u32,
     pins: Option<PinDir>,
-    account_flows: bool,
-    quick_pass: bool,
-    flow_table_size: u32,
+    /// What it was loaded with (for a pinned one: created with).
+    options: LoadOptions,
 }
 
 /// One entry program attached to one interface, running generation 0 or the
@@ -325,8 +324,7 @@ impl Dataplane {
                     Error::new(ErrorKind::Load, "entry object has no .rodata data")
                 })?;
                 let mut config = config_from_rodata(data)?;
-                config.account_flows = options.account_flows.into();
-                config.quick_pass = options.quick_pass.into();
+                options.configure(&mut config);
                 config_slot(data)?.copy_from_slice(abi::as_bytes(&config));
             }
             // libbpf reuses a map pinned at this path (refusing one of
@@ -355,9 +353,7 @@ impl Dataplane {
             load_time: started.elapsed(),
             last_generation: 0,
             pins: None,
-            account_flows: options.account_flows,
-            quick_pass: options.quick_pass,
-            flow_table_size: options.flow_table_size,
+            options: *options,
         })
     }
 
@@ -379,8 +375,7 @@ impl Dataplane {
         let number = self.last_generation + 1;
         let mut config = policy.config;
         config.generation = number;
-        config.account_flows = self.account_flows.into();
-        config.quick_pass = self.quick_pass.into();
+        self.options.configure(&mut config);
 
         let mut open = ObjectBuilder::default()
             .open_memory(ENTRY_OBJECT)
@@ -752,11 +747,7 @@ impl Dataplane {
     /// The options this data plane runs with (for a pinned one, those it
     /// was created with).
     pub fn options(&self) -> LoadOptions {
-        LoadOptions {
-            flow_table_size: self.flow_table_size,
-            account_flows: self.account_flows,
-            quick_pass: self.quick_pass,
-        }
+        self.options
     }
 
     /// Wall time of [`Dataplane::load`]: open, relocate, verify all programs.
@@ -1388,6 +1379,15 @@ pub struct LoadOptions {
     /// MPTCP option, and connection tracking reads every option (the quick
     /// pass lets through only packets it would not learn from).
     pub quick_pass: bool,
+}
+
+impl LoadOptions {
+    /// Writes the options the programs read into a generation's
+    /// configuration (the flow table's size is a map's, set apart).
+    fn configure(&self, config: &mut emptcp_config) {
+        config.account_flows = self.account_flows.into();
+        config.quick_pass = self.quick_pass.into();
+    }
 }
 
 impl Default for LoadOptions {

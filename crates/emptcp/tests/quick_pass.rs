@@ -26,9 +26,7 @@ fn pinned() -> bool {
     if !root_or_skip() {
         return false;
     }
-    // SAFETY: sched_getcpu has no preconditions.
-    let cpu = unsafe { libc::sched_getcpu() };
-    emptcp::bench::pin_to_cpu(usize::try_from(cpu).expect("sched_getcpu")).expect("pin");
+    emptcp::bench::pin_to_current_cpu().expect("pin");
     true
 }
 
