@@ -251,8 +251,10 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
     )
     .context("MPTCP transfer through emptcp")?;
 
-    let flows = dp.flow_stats()?;
+    // The connections' closing packets still cross the router: wait until
+    // they have, so that counters, flows and policy hits agree.
     let counters = ifaces_counters(&dp, args.hook)?;
+    let flows = dp.flow_stats()?;
     let mut report = build_report(args, &tb, &transfer, &flows, counters)?;
     report.policies = policy_report(&dp)?;
     report.connections = dp.connections()?;
@@ -276,7 +278,9 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode> {
 }
 
 fn ifaces_counters(dp: &Dataplane, hook: Hook) -> Result<Vec<(String, emptcp::EntryCounters)>> {
-    Ok(vec![(hook.name().to_owned(), dp.counters(hook)?)])
+    let quiet =
+        dp.counters_when_quiet(hook, Duration::from_millis(200), Duration::from_secs(10))?;
+    Ok(vec![(hook.name().to_owned(), quiet)])
 }
 
 fn build_report(

@@ -56,6 +56,6 @@ pub mod traffic;
 pub use host::{Host, IfaceCounters, NetnsGuard, Offloads};
 pub use names::{NAME_PREFIX, is_root, reap_stale, root_or_skip};
 pub use topology::{
-    Addr, EndpointFlags, Family, LINK_READY_TIMEOUT, LinkEnd, LinkSpec, MptcpEndpoint, MptcpLimits,
-    Qdisc, RateLimit, Route, Rule, Testbed, Topology, TopologyBuilder,
+    Addr, DEFAULT_RECEIVE_BUFFER, EndpointFlags, Family, LINK_READY_TIMEOUT, LinkEnd, LinkSpec,
+    MptcpEndpoint, MptcpLimits, Qdisc, RateLimit, Route, Rule, Testbed, Topology, TopologyBuilder,
 };

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::host::{Host, Offloads};
 use crate::topology::{
-    EndpointFlags, Family, LinkEnd, LinkSpec, MptcpEndpoint, MptcpLimits, RateLimit, Route, Rule,
-    Testbed, Topology,
+    DEFAULT_RECEIVE_BUFFER, EndpointFlags, Family, LinkEnd, LinkSpec, MptcpEndpoint, MptcpLimits,
+    RateLimit, Route, Rule, Testbed, Topology,
 };
 use crate::traffic::HeldConnection;
 
@@ -30,6 +30,9 @@ pub struct TwoPathOpts {
     pub checksum: Option<bool>,
     /// MTU of every link (`None`: 1500).
     pub mtu: Option<u32>,
+    /// Initial receive buffer of every host's sockets (`None`: the kernel's
+    /// default); see [`DEFAULT_RECEIVE_BUFFER`] for why it is raised.
+    pub receive_buffer: Option<u32>,
 }
 
 impl Default for TwoPathOpts {
@@ -46,6 +49,7 @@ impl Default for TwoPathOpts {
             server_limits: limits,
             checksum: None,
             mtu: None,
+            receive_buffer: Some(DEFAULT_RECEIVE_BUFFER),
         }
     }
 }
@@ -205,6 +209,7 @@ pub fn two_path(label: &str, opts: TwoPathOpts) -> Result<TwoPath> {
         r4 = r4.rate_limit(l);
     }
     let mut b = Topology::builder(label)
+        .receive_buffer(opts.receive_buffer)
         .host("client")
         .host("router")
         .host("server")

@@ -11,8 +11,8 @@ use emptcp_testbed::traffic::{
     Receiver, ReceiverOpts, TrafficError, TransferOpts, TransferReport, transfer,
 };
 use emptcp_testbed::{
-    Family, LinkEnd, LinkSpec, MptcpLimits, NAME_PREFIX, Offloads, RateLimit, Topology,
-    root_or_skip,
+    DEFAULT_RECEIVE_BUFFER, Family, LinkEnd, LinkSpec, MptcpLimits, NAME_PREFIX, Offloads,
+    RateLimit, Topology, root_or_skip,
 };
 
 /// Skips (returns true) when not root: these tests create namespaces.
@@ -525,4 +525,37 @@ fn receiver_without_a_client_stops() {
     let rx = Receiver::start(host, ReceiverOpts::default()).unwrap();
     assert!(rx.stop().unwrap().is_empty());
     drop(Receiver::start(host, ReceiverOpts::default()).unwrap());
+}
+
+/// Hosts start sockets with the testbed's receive buffer (which keeps a
+/// kernel MPTCP bug away, docs/kernel-issues.md), or the kernel's own when
+/// asked: a new namespace inherits the initial namespace's `tcp_rmem`.
+#[test]
+fn hosts_start_sockets_with_the_testbed_receive_buffer() {
+    if skip() {
+        return;
+    }
+    let middle = |v: &str| -> u64 { v.split_whitespace().nth(1).unwrap().parse().unwrap() };
+    let tb = Topology::builder("rcvbuf").host("h").build().unwrap();
+    let rmem = tb
+        .host("h")
+        .unwrap()
+        .sysctl_get("net.ipv4.tcp_rmem")
+        .unwrap();
+    assert_eq!(middle(&rmem), u64::from(DEFAULT_RECEIVE_BUFFER), "{rmem}");
+    let max: u64 = rmem.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(max >= u64::from(DEFAULT_RECEIVE_BUFFER), "{rmem}");
+
+    let kernel = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_rmem").unwrap();
+    let tb = Topology::builder("rcvbuf0")
+        .receive_buffer(None)
+        .host("h")
+        .build()
+        .unwrap();
+    let rmem = tb
+        .host("h")
+        .unwrap()
+        .sysctl_get("net.ipv4.tcp_rmem")
+        .unwrap();
+    assert_eq!(middle(&rmem), middle(&kernel), "{rmem} vs {kernel}");
 }

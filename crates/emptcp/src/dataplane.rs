@@ -915,6 +915,32 @@ impl Dataplane {
         Ok(out)
     }
 
+    /// The counters of `hook` once no packet has reached it for `quiet`
+    /// (reading again until `seen` holds still), or after `limit` at most.
+    ///
+    /// Counters are read one at a time while packets may pass, so a reading
+    /// taken while traffic flows need not add up (a packet counted `tcp`
+    /// between the reads of `matched` and `tcp`). After a transfer its
+    /// connections' closing packets still cross the hook: reports that
+    /// compare counters wait here first.
+    pub fn counters_when_quiet(
+        &self,
+        hook: Hook,
+        quiet: std::time::Duration,
+        limit: std::time::Duration,
+    ) -> Result<EntryCounters> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut last = self.counters(hook)?;
+        loop {
+            std::thread::sleep(quiet);
+            let now = self.counters(hook)?;
+            if now.get("seen") == last.get("seen") || std::time::Instant::now() >= deadline {
+                return Ok(now);
+            }
+            last = now;
+        }
+    }
+
     /// Runs one packet through the generation-0 entry program of `hook` with
     /// BPF_PROG_TEST_RUN: the real loaded program and maps, no attachment.
     /// State the program keeps (flow stats, counters) carries over between

@@ -246,7 +246,7 @@ fn generations_swap_under_live_traffic() {
         "only {swaps} swaps happened during the transfer"
     );
 
-    let c = dp.counters(Hook::TcIngress).unwrap();
+    let c = common::settled_counters(&dp, Hook::TcIngress);
     assert_eq!(c.get("missing_chain"), 0, "{c:?}");
     let mut hits_by_mark = [0u64; 2];
     let live: Vec<&emptcp::Generation> = dp

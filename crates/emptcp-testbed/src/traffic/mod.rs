@@ -1065,6 +1065,25 @@ pub struct TransferReport {
     pub receiver: ReceivedFlow,
 }
 
+/// The receiver-side MPTCP counters that say a mapping or the data did not
+/// add up, as `name +n` (empty: none moved).
+fn receiver_mapping_errors(delta: &crate::nstat::Counters) -> String {
+    [
+        "MPTcpExtDSSNotMatching",
+        "MPTcpExtDSSNoMatchTCP",
+        "MPTcpExtDSSCorruptionReset",
+        "MPTcpExtDSSCorruptionFallback",
+        "MPTcpExtDataCsumErr",
+        "MPTcpExtMPRstTx",
+        "MPTcpExtDuplicateData",
+    ]
+    .iter()
+    .filter(|name| delta.get(name) > 0)
+    .map(|name| format!("{name} +{}", delta.get(name)))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 /// Starts a receiver on `server`, sends from `client`, and returns both reports.
 pub fn transfer(client: &Host, server: &Host, opts: &TransferOpts) -> Result<TransferReport> {
     let receiver = Receiver::start(
@@ -1083,7 +1102,29 @@ pub fn transfer(client: &Host, server: &Host, opts: &TransferOpts) -> Result<Tra
     sender_opts.tos = opts.tos;
     sender_opts.timeout = opts.timeout;
     sender_opts.expect = opts.expect;
-    let sender = send(client, &sender_opts)?;
+    // A corrupted stream says which mapping checks the receiving kernel
+    // failed meanwhile: docs/kernel-issues.md describes a kernel bug whose
+    // corruptions show DSSNotMatching and MPRstTx there.
+    let server_before = server.nstat().ok();
+    let sender = send(client, &sender_opts).map_err(|e| {
+        match (e.downcast_ref::<TrafficError>(), &server_before) {
+            (Some(TrafficError::Corrupted { .. }), Some(before)) => {
+                let noticed = server
+                    .nstat()
+                    .map(|now| receiver_mapping_errors(&now.delta(before)))
+                    .unwrap_or_default();
+                e.context(format!(
+                    "the receiving host's kernel counted during the transfer: {}",
+                    if noticed.is_empty() {
+                        "no mapping error".to_owned()
+                    } else {
+                        noticed
+                    }
+                ))
+            }
+            _ => e,
+        }
+    })?;
     let mut flows = receiver.join()?;
     let receiver = flows
         .pop()

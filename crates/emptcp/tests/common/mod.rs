@@ -42,6 +42,17 @@ pub fn attach_router(
     }
 }
 
+/// The entry counters of `hook` once the traffic through it has stopped
+/// (the closing packets of a verified transfer still cross the router).
+pub fn settled_counters(dp: &Dataplane, hook: Hook) -> emptcp::EntryCounters {
+    dp.counters_when_quiet(
+        hook,
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(10),
+    )
+    .expect("counters")
+}
+
 /// Bytes the router has sent out of its server-side links, r3 (path 1) and r4 (path 2).
 pub fn server_side_tx(tb: &TwoPath) -> [u64; 2] {
     ["r3", "r4"].map(|iface| tb.router.iface_counters(iface).unwrap().tx_bytes)
