@@ -17,6 +17,8 @@
 //! - `SUBFLOWS=0` keeps connections single-path;
 //! - `OFFLOADS=off|on` switches TSO/GSO/GRO and checksum offload on every link;
 //! - `CHECKSUM=1` turns DSS checksums on;
+//! - `EXPECT_SUBFLOWS=N` makes each transfer expect N subflows with data, as most live tests do
+//!   (the sender then waits for the joins before its first byte);
 //! - `CAPTURE=DIR` keeps the client's last ~200 MB of TCP headers and first payload bytes (enough
 //!   to tell which stream bytes a segment carries) in a ring of four pcap files in DIR, and stops
 //!   at the first failure.
@@ -69,7 +71,11 @@ fn main() -> Result<()> {
     if let Ok(c) = std::env::var("CHECKSUM") {
         topo.checksum = Some(c == "1");
     }
-    println!("{topo:?}");
+    let expect: Option<usize> = match std::env::var("EXPECT_SUBFLOWS") {
+        Ok(n) => Some(n.parse().context("EXPECT_SUBFLOWS")?),
+        Err(_) => None,
+    };
+    println!("{topo:?}, expect {expect:?} subflows with data");
     let tb = two_path("soak", topo)?;
     let _capture = match std::env::var("CAPTURE") {
         Ok(dir) => Some(Tcpdump::start(&tb.client, &dir)?),
@@ -79,7 +85,10 @@ fn main() -> Result<()> {
     let mut failed = 0u32;
     let mut done = 0u32;
     for i in 0..count {
-        let opts = TransferOpts::new(tb.server_addr(), bytes);
+        let mut opts = TransferOpts::new(tb.server_addr(), bytes);
+        if let Some(n) = expect {
+            opts = opts.expect_subflows_with_data(n);
+        }
         let before = [tb.client.nstat()?, tb.server.nstat()?];
         let result = transfer(&tb.client, &tb.server, &opts);
         // What the kernels counted during this transfer (the first one, for

@@ -21,16 +21,17 @@ pub const LINK_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// otherwise.
 ///
 /// Why not the kernel's 128 KiB: Linux 6.18's MPTCP receive path corrupts
-/// about one connection in 1000-5000 on these testbeds when a join subflow's
-/// first data arrives ahead of the initial subflow's while the receive window
-/// is nearly closed (the application gets the right length with a region of
-/// misplaced stream bytes). The sender is not at fault (a capture shows every
-/// segment's bytes match its DSS mapping) and no BPF program is needed: the
-/// `soak` example reproduces it with none. With this buffer the window stays
-/// open early in a connection and 15000 connections showed no corruption,
-/// against 13 of 15000 with the kernel default in the same run (see
-/// docs/benchmarks.md, "A kernel MPTCP bug"). Tests must see corruption that
-/// emptcp causes, not the kernel's.
+/// about one two-subflow connection in 1000-5000 on these testbeds with it
+/// (the application gets the right length with a region of misplaced stream
+/// bytes, early in the connection, while the receive window is nearly
+/// closed). The sender is not at fault (a capture shows every segment's bytes
+/// match its DSS mapping) and no BPF program is needed: the `soak` example
+/// reproduces it with none. With this buffer it is rare (1 corrupted
+/// connection in 30000, against 36 with the kernel's default in the same
+/// runs); receivers that wait for the joins they expect
+/// ([`crate::traffic::ReceiverOpts::wait_subflows`]) avoid it altogether.
+/// docs/kernel-issues.md has the evidence and the likely mechanism. Tests
+/// must see corruption that emptcp causes, not the kernel's.
 pub const DEFAULT_RECEIVE_BUFFER: u32 = 16 << 20;
 
 /// An IP address family.

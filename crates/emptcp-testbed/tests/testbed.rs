@@ -224,6 +224,9 @@ fn two_path_transfer(family: Family) {
     assert_eq!(report.receiver.bytes, 20 << 20);
     assert_eq!(report.receiver.sha256, report.sender.sha256);
     assert_eq!(report.sender.subflows.len(), 2);
+    // The receiver read nothing before the join was in the connection
+    // (ReceiverOpts::wait_subflows: docs/kernel-issues.md).
+    assert_eq!(report.receiver.subflows_before_reading, 2);
     // Each subflow left from a different client address, i.e. took a different path.
     let mut paths: Vec<u8> = report
         .sender

@@ -319,7 +319,21 @@ pub struct ReceiverOpts {
     pub max_connections: usize,
     /// Longest wait for a connection or for data on one, before the receiver gives up.
     pub io_timeout: Duration,
+    /// Subflows a connection is expected to have: the receiver reads nothing
+    /// until that many have joined (or [`JOIN_WAIT_LIMIT`] passed). `None`
+    /// (or 1): reads at once.
+    ///
+    /// This keeps transfers clear of a Linux 6.18 MPTCP receive bug
+    /// (docs/kernel-issues.md): a join that the receiving kernel finishes
+    /// while the application holds the socket (a read copying data) can get
+    /// its first data placed at the wrong data sequence number. A receiver
+    /// that is not reading finishes joins at once; the sender is not slowed
+    /// meanwhile (the testbed's receive buffer takes the early data).
+    pub wait_subflows: Option<usize>,
 }
+
+/// The longest a receiver waits for the joins it expects before it reads.
+pub const JOIN_WAIT_LIMIT: Duration = Duration::from_secs(2);
 
 impl Default for ReceiverOpts {
     fn default() -> Self {
@@ -328,6 +342,7 @@ impl Default for ReceiverOpts {
             port: 0,
             max_connections: 1,
             io_timeout: Duration::from_secs(30),
+            wait_subflows: None,
         }
     }
 }
@@ -356,6 +371,9 @@ pub struct ReceivedFlow {
     /// Where the received bytes differ from the stream announced (streams
     /// kept in memory only); `None` when they do not.
     pub differs: Option<String>,
+    /// Subflows the connection listed when the receiver began to read, if
+    /// it waited for them ([`ReceiverOpts::wait_subflows`]); 0 otherwise.
+    pub subflows_before_reading: usize,
 }
 
 /// A listening MPTCP receiver running on a background thread inside a host.
@@ -483,8 +501,14 @@ fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let flow = receive_one(stream, peer, opts.io_timeout)
+                let joined = match opts.wait_subflows {
+                    Some(n) => wait_joined(&stream, n)
+                        .with_context(|| format!("waiting for {n} subflows from {peer}"))?,
+                    None => 0,
+                };
+                let mut flow = receive_one(stream, peer, opts.io_timeout)
                     .with_context(|| format!("receiving from {peer} on host {host}"))?;
+                flow.subflows_before_reading = joined;
                 flows.push(flow);
                 idle_since = Instant::now();
             }
@@ -522,6 +546,21 @@ fn readable(fd: &impl AsRawFd, limit: Duration) -> io::Result<bool> {
     let rc = unsafe { libc::poll(&mut pfd, 1, limit.as_millis() as libc::c_int) };
     check(rc)?;
     Ok(rc > 0)
+}
+
+/// Waits until the connection lists `n` subflows, or [`JOIN_WAIT_LIMIT`],
+/// and returns how many it lists. The receiving kernel lists a join once it
+/// has finished it: from then on the join's data is placed right whatever
+/// the application does.
+fn wait_joined(stream: &TcpStream, n: usize) -> Result<usize> {
+    let deadline = Instant::now() + JOIN_WAIT_LIMIT;
+    loop {
+        let listed = sockopt::subflows(stream.as_fd())?.len();
+        if listed >= n || Instant::now() >= deadline {
+            return Ok(listed);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn receive_one(
@@ -628,6 +667,7 @@ fn receive_one(
         mptcp,
         subflows,
         differs,
+        subflows_before_reading: 0,
     })
 }
 
@@ -1092,6 +1132,7 @@ pub fn transfer(client: &Host, server: &Host, opts: &TransferOpts) -> Result<Tra
             family: Family::of(&opts.server_ip),
             port: opts.port,
             io_timeout: opts.timeout.min(Duration::from_secs(30)),
+            wait_subflows: opts.expect.subflows_with_data,
             ..Default::default()
         },
     )?;
