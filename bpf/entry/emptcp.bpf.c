@@ -98,6 +98,56 @@ static __emptcp_inline void account_flow(void *ctx, enum emptcp_hook hook, __u32
 	st->payload_bytes += payload;
 }
 
+/* Headers the parser may need: Ethernet, two VLAN tags, IPv6 with a few
+ * extension headers, TCP with 40 bytes of options. */
+#define EMPTCP_PULL_LEN 256
+
+/*
+ * After the parser found the packet cut off at data_end (EMPTCP_PARSE_TRUNCATED),
+ * at TC: direct packet access sees only the linear part of an skb, and a
+ * driver or a tunnel may leave headers in fragments. Pulls up to
+ * EMPTCP_PULL_LEN bytes into the linear part and parses again, the headers
+ * or (`options`) the option list of the headers in *pkt: a pull moves no
+ * byte of the packet, only where it is stored, so their offsets hold.
+ * EMPTCP_PARSE_TRUNCATED again when the linear part already held them (the
+ * packet itself is cut short, or its headers run past EMPTCP_PULL_LEN) or
+ * the pull failed (the packet is as it was).
+ *
+ * Asking the parser, not a check of its own, keeps the pull to the skbs
+ * that need it whatever their layout (VLAN tags, IPv6 extension headers): a
+ * TCP socket's segments keep every header linear, and a pull of such a
+ * cloned skb would cost a new head and a copy.
+ *
+ * Out of line, for the verifier (kernel 6.18, clang 14): with the parse
+ * run again inline, by a goto back to the first, each TC entry verified
+ * 462k instructions (116k before); with a second inlined call of each
+ * parser, 90k, but the entry's stack frame outgrew what add_subflow's call
+ * chain leaves it (528 of 512 bytes). Out of line: 89k, the frame as it was.
+ */
+static __attribute__((noinline)) int tc_pull_parse(struct __sk_buff *skb, enum emptcp_hook hook,
+						   struct emptcp_pkt *pkt, int options)
+{
+	__u32 len = skb->len, want = len < EMPTCP_PULL_LEN ? len : EMPTCP_PULL_LEN;
+	void *data, *data_end;
+
+	if (skb->data_end - skb->data >= want || bpf_skb_pull_data(skb, want))
+		return EMPTCP_PARSE_TRUNCATED;
+	emptcp_count(hook, EMPTCP_CNT_PULLED);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (options)
+		return emptcp_parse_options(data, data_end, pkt);
+	return emptcp_parse_headers(data, data_end, pkt);
+}
+
+/* The packet pointers after tc_pull_parse: a pull may move the skb's data,
+ * and the verifier forgets every packet pointer across it. */
+#define tc_reload(ctx, data, data_end)                                          \
+	do {                                                                    \
+		data = (void *)(long)((struct __sk_buff *)(ctx))->data;         \
+		data_end = (void *)(long)((struct __sk_buff *)(ctx))->data_end; \
+	} while (0)
+
 static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, void *data_end)
 {
 	struct emptcp_memo_slot *memo = NULL;
@@ -106,6 +156,10 @@ static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, v
 	int parsed;
 
 	parsed = emptcp_parse_headers(data, data_end, &pkt);
+	if (hook != EMPTCP_HOOK_XDP && parsed == EMPTCP_PARSE_TRUNCATED) {
+		parsed = tc_pull_parse(ctx, hook, &pkt, 0);
+		tc_reload(ctx, data, data_end);
+	}
 	if (parsed == EMPTCP_PARSE_TCP) {
 		/* Read here, not before the parse: the interface index is a
 		 * chain of loads (device, then index) that non-TCP packets do
@@ -118,13 +172,19 @@ static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, v
 		if (!memo)
 			return EMPTCP_VERDICT_PASS;
 		/* Flows no rule selects pass on their headers (memo.h): the
-		 * option walk is most of the rest of a packet's cost. */
+		 * option walk is most of the rest of a packet's cost. A packet
+		 * whose option words are not in the linear part takes the full
+		 * path (the quick pass cannot read them). */
 		if (emptcp_memo_quick_pass(memo, data, data_end, ifindex, hook, &pkt)) {
 			if (emptcp_cfg.account_flows)
 				account_flow(ctx, hook, ifindex, &pkt);
 			return EMPTCP_VERDICT_PASS;
 		}
 		parsed = emptcp_parse_options(data, data_end, &pkt);
+		if (hook != EMPTCP_HOOK_XDP && parsed == EMPTCP_PARSE_TRUNCATED) {
+			parsed = tc_pull_parse(ctx, hook, &pkt, 1);
+			tc_reload(ctx, data, data_end);
+		}
 	}
 	switch (parsed) {
 	case EMPTCP_PARSE_TCP:
@@ -136,6 +196,7 @@ static __emptcp_inline int entry(void *ctx, enum emptcp_hook hook, void *data, v
 		emptcp_count(hook, EMPTCP_CNT_FRAGMENT);
 		return EMPTCP_VERDICT_PASS;
 	default:
+		/* Malformed, or truncated with nothing more to pull. */
 		emptcp_count(hook, EMPTCP_CNT_MALFORMED);
 		return EMPTCP_VERDICT_PASS;
 	}
@@ -188,10 +249,6 @@ int emptcp_xdp(struct xdp_md *ctx)
  * packet to the next program, as if emptcp were not there. The tc/ingress
  * and tc/egress sections give the programs the tcx attach types; the same
  * programs also attach through clsact. */
-/* Headers the parser may need: Ethernet, two VLAN tags, IPv6 with a few
- * extension headers, TCP with 40 bytes of options. */
-#define EMPTCP_PULL_LEN 256
-
 /* The TC return code of an engine verdict. */
 static __emptcp_inline int tc_verdict(int verdict)
 {
@@ -205,58 +262,13 @@ static __emptcp_inline int tc_verdict(int verdict)
 	}
 }
 
-/*
- * Whether the linear part of an skb already holds all the parser reads of a
- * TCP packet without VLAN tags or IPv6 extension headers: Ethernet, IP and
- * the TCP header with its options; or shows an IPv4 packet that is not TCP.
- * The usual skb with data in fragments (a GSO segment from a TCP socket, a
- * GRO aggregate) has its headers linear, and then needs no pull.
- */
-static __emptcp_inline int tc_headers_linear(void *data, void *data_end)
-{
-	__u8 *l3 = data + sizeof(struct ethhdr), *th;
-	__be16 proto;
-	__u32 l4;
-
-	if ((void *)(l3 + sizeof(struct ipv6hdr)) > data_end)
-		return 0;
-	proto = emptcp_eth_proto(data);
-	if (proto == bpf_htons(ETH_P_IP)) {
-		if (l3[9] != IPPROTO_TCP)
-			return 1;
-		l4 = sizeof(struct ethhdr) + (l3[0] & 0xf) * 4;
-	} else if (proto == bpf_htons(ETH_P_IPV6) && l3[6] == IPPROTO_TCP) {
-		l4 = sizeof(struct ethhdr) + sizeof(struct ipv6hdr);
-	} else {
-		return 0;
-	}
-	th = data + l4;
-	if ((void *)(th + sizeof(struct tcphdr)) > data_end)
-		return 0;
-	return (void *)(th + (th[12] >> 4) * 4) <= data_end;
-}
-
 static __emptcp_inline int tc_entry(struct __sk_buff *skb, enum emptcp_hook hook)
 {
 	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
-	__u32 linear = data_end - data;
 
-	/* Direct packet access sees only the linear part of an skb; a driver
-	 * or a tunnel may leave headers in fragments. Pulling them in costs a
-	 * helper call, and on a cloned skb (every segment a TCP socket sends
-	 * is one) a new head and a copy: only when the headers are not all
-	 * linear already. A failed pull leaves the packet as it was: the
-	 * parser then counts it as malformed and passes it. */
-	if (linear < skb->len) {
+	/* Whether its headers are linear too is the parser's to say (tc_pull_parse). */
+	if (data_end - data < skb->len)
 		emptcp_count(hook, EMPTCP_CNT_PAGED);
-		if (linear < EMPTCP_PULL_LEN && !tc_headers_linear(data, data_end)) {
-			bpf_skb_pull_data(skb, skb->len < EMPTCP_PULL_LEN ? skb->len
-									  : EMPTCP_PULL_LEN);
-			emptcp_count(hook, EMPTCP_CNT_PULLED);
-			data = (void *)(long)skb->data;
-			data_end = (void *)(long)skb->data_end;
-		}
-	}
 	return tc_verdict(entry(skb, hook, data, data_end));
 }
 

@@ -60,13 +60,14 @@ struct emptcp_memo_slot {
 	__u32 n;                /* > EMPTCP_MEMO_MAX: overflow, classify per packet */
 	__u32 ids[EMPTCP_MEMO_MAX];
 	/* The option layout of the flow's last walked packet, which the quick
-	 * pass asks of the next (emptcp_memo_quick_pass). */
+	 * pass asks of the next (emptcp_memo_quick_pass); read by
+	 * __emptcp_memo_layout. */
 	__u8 doff;              /* TCP data offset, in words */
 	__u8 dss_rel;           /* its DSS's offset from the TCP header; 0: none */
 	__u8 dss_mapping;       /* that DSS carried a mapping (flag M) */
 	__u8 _pad;
-	__u32 opt_head;         /* its first 4 option bytes (doff > 5) */
-	__u32 dss_head;         /* its DSS's first 4 bytes: kind, length, subtype, flags */
+	__u32 opt_head;         /* its first 4 option bytes; 0 without options */
+	__u32 dss_head;         /* its DSS's first 4 bytes: kind, length, subtype, flags; 0: none */
 };
 
 struct {
@@ -181,6 +182,33 @@ static __emptcp_inline int __emptcp_memo_word(void *data, void *data_end, __u32 
 }
 
 /*
+ * The option layout of a packet, as a memo slot keeps it and the quick pass
+ * asks it of the flow's next packets: its TCP data offset (`doff`, in
+ * words), its first option word (`opt_head`, 0 without options) and the
+ * first word of the option `dss_rel` bytes into its TCP header (`dss_head`:
+ * kind, length, subtype and flags of a DSS; 0 when `dss_rel` is 0). The one
+ * reader of both: emptcp_memo_note records what it reads of a walked packet
+ * (its DSS where the walk found it), __emptcp_memo_same_layout reads the
+ * next packet the same way (at the recorded DSS offset) and compares. -1
+ * when a word is past the end of the packet.
+ */
+static __emptcp_inline int __emptcp_memo_layout(void *data, void *data_end,
+						const struct emptcp_pkt *pkt, __u32 dss_rel,
+						__u32 *doff, __u32 *opt_head, __u32 *dss_head)
+{
+	__u32 l4 = pkt->l4_off;
+
+	*doff = (pkt->payload_off - l4) >> 2;
+	*opt_head = 0;
+	*dss_head = 0;
+	if (*doff > 5 && __emptcp_memo_word(data, data_end, l4 + 20, opt_head))
+		return -1;
+	if (dss_rel && __emptcp_memo_word(data, data_end, l4 + (dss_rel & 0x3f), dss_head))
+		return -1;
+	return 0;
+}
+
+/*
  * Notes in slot `m` what the full path found for this packet of its flow
  * (`n` candidate rules): whether the flow's next packets may take the quick
  * pass, and the option layout they must have to take it. Quick when the
@@ -190,22 +218,21 @@ static __emptcp_inline int __emptcp_memo_word(void *data, void *data_end, __u32 
 static __emptcp_inline void emptcp_memo_note(struct emptcp_memo_slot *m, void *data,
 					     void *data_end, const struct emptcp_pkt *pkt, __u32 n)
 {
-	__u32 l4 = pkt->l4_off, dss = pkt->off_dss;
+	__u32 l4 = pkt->l4_off, dss = pkt->off_dss, dss_rel = 0, doff, opt_head, dss_head;
 
 	m->quick = 0;
 	if (!emptcp_memo_quick_allowed() || n || emptcp_ct_interesting(data, data_end, pkt))
 		return;
-	m->doff = (pkt->payload_off - l4) >> 2;
-	m->dss_rel = 0;
-	if (m->doff > 5 && __emptcp_memo_word(data, data_end, l4 + 20, &m->opt_head))
+	if (dss > l4 && dss - l4 < 60)
+		dss_rel = dss - l4;
+	if (__emptcp_memo_layout(data, data_end, pkt, dss_rel, &doff, &opt_head, &dss_head))
 		return;
-	if (dss > l4 && dss - l4 < 60) {
-		if (__emptcp_memo_word(data, data_end, dss, &m->dss_head))
-			return;
-		m->dss_rel = dss - l4;
-		/* Byte 3 of the option, in packet order: its flags. */
-		m->dss_mapping = !!(((__u8 *)&m->dss_head)[3] & EMPTCP_MPTCP_DSS_FLAG_M);
-	}
+	m->doff = doff;
+	m->opt_head = opt_head;
+	m->dss_rel = dss_rel;
+	m->dss_head = dss_head;
+	/* Byte 3 of the option, in packet order: its flags. */
+	m->dss_mapping = !!(((__u8 *)&dss_head)[3] & EMPTCP_MPTCP_DSS_FLAG_M);
 	m->quick = EMPTCP_MEMO_QUICK | (pkt->mptcp_subtypes ? EMPTCP_MEMO_QUICK_MPTCP : 0);
 }
 
@@ -238,18 +265,15 @@ static __emptcp_inline int __emptcp_memo_same_layout(const struct emptcp_memo_sl
 						     void *data, void *data_end,
 						     const struct emptcp_pkt *pkt)
 {
-	__u32 l4 = pkt->l4_off, dss = l4 + (m->dss_rel & 0x3f), word;
+	__u32 doff, opt_head, dss_head;
 
-	if ((pkt->payload_off - l4) >> 2 != m->doff)
+	/* Absent words read and are recorded as 0, and both sides read the
+	 * DSS word at the slot's offset: one compare of each. */
+	if (__emptcp_memo_layout(data, data_end, pkt, m->dss_rel, &doff, &opt_head, &dss_head) ||
+	    doff != m->doff || opt_head != m->opt_head || dss_head != m->dss_head)
 		return 0;
-	if (m->doff > 5 &&
-	    (__emptcp_memo_word(data, data_end, l4 + 20, &word) || word != m->opt_head))
-		return 0;
-	if (!m->dss_rel)
-		return 1;
-	if (__emptcp_memo_word(data, data_end, dss, &word) || word != m->dss_head)
-		return 0;
-	return !m->dss_mapping || !emptcp_mptcp_dss_infinite(data, data_end, dss);
+	return !m->dss_mapping ||
+	       !emptcp_mptcp_dss_infinite(data, data_end, pkt->l4_off + (m->dss_rel & 0x3f));
 }
 
 /*

@@ -207,7 +207,7 @@ enum emptcp_entry_counter {
 	EMPTCP_CNT_QUICK_MPTCP,   /* the same, of a flow whose last walked packet carried
 	                           * an MPTCP option */
 	EMPTCP_CNT_PAGED,         /* TC: skbs with data in fragments (GSO, GRO) */
-	EMPTCP_CNT_PULLED,        /* ... of which headers were not all linear: pulled in */
+	EMPTCP_CNT_PULLED,        /* ... whose headers or options were not all linear: pulled in */
 	EMPTCP_CNT__MAX,
 };
 

@@ -18,6 +18,15 @@
  *   int emptcp_parse_options(data, data_end, pkt)
  *     then the option list: mptcp_subtypes, off_*, wscale.
  *
+ *   Results: EMPTCP_PARSE_MALFORMED when a header is invalid whatever
+ *   follows it (IP version, IHL or TCP data offset too small, more IPv6
+ *   extension headers than the walk takes); EMPTCP_PARSE_TRUNCATED when the
+ *   packet ends (data_end) before a header or option it announces ends.
+ *   Where data_end is the end of the packet (XDP, a linear skb) both mean
+ *   "not a packet we can read"; at TC, data_end is the end of the skb's
+ *   linear part, and the entry pulls more of the skb in and parses again
+ *   (bpf/entry/emptcp.bpf.c, tc_pull_parse).
+ *
  * Example:
  *   struct emptcp_pkt pkt;
  *   if (emptcp_parse(data, data_end, &pkt) != EMPTCP_PARSE_TCP)
@@ -73,6 +82,10 @@ enum emptcp_parse_result {
 	EMPTCP_PARSE_NOT_TCP,
 	EMPTCP_PARSE_MALFORMED,
 	EMPTCP_PARSE_FRAGMENT,
+	/* The packet ends (data_end) before the headers or options it says it
+	 * has: a truncated packet, or, at TC, an skb whose linear part (all that
+	 * direct packet access sees) ends there. */
+	EMPTCP_PARSE_TRUNCATED,
 };
 
 struct emptcp_pkt {
@@ -158,7 +171,7 @@ static __emptcp_inline int __emptcp_parse_tcp_header(void *data, void *data_end,
 	off = (off | __emptcp_opaque_zero) & 0x1ff;
 	th = data + off;
 	if ((void *)(th + 1) > data_end)
-		return EMPTCP_PARSE_MALFORMED;
+		return EMPTCP_PARSE_TRUNCATED;
 	if (th->doff < 5)
 		return EMPTCP_PARSE_MALFORMED;
 	pkt->l4_off = off;
@@ -177,8 +190,8 @@ static __emptcp_inline int __emptcp_parse_tcp_header(void *data, void *data_end,
 /*
  * Walks the TCP option list of a packet whose headers emptcp_parse_headers
  * parsed: fills mptcp_subtypes, the off_* offsets and wscale. Returns
- * EMPTCP_PARSE_TCP, or EMPTCP_PARSE_MALFORMED when the options are cut off
- * by the end of the packet.
+ * EMPTCP_PARSE_TCP, or EMPTCP_PARSE_TRUNCATED when the options are cut off
+ * by data_end. A malformed option ends the walk and is not an error.
  */
 static __emptcp_inline int emptcp_parse_options(void *data, void *data_end,
 						struct emptcp_pkt *pkt)
@@ -192,7 +205,7 @@ static __emptcp_inline int emptcp_parse_options(void *data, void *data_end,
 	off = pkt->l4_off & 0x1ff;
 	th = data + off;
 	if ((void *)(th + 1) > data_end)
-		return EMPTCP_PARSE_MALFORMED;
+		return EMPTCP_PARSE_TRUNCATED;
 	optlen = th->doff * 4;
 	optlen = optlen > sizeof(*th) ? optlen - sizeof(*th) : 0;
 
@@ -225,7 +238,7 @@ static __emptcp_inline int emptcp_parse_options(void *data, void *data_end,
 		 * not carry into the pointer arithmetic. */
 		p = opt + (pos & 0x3f);
 		if ((void *)(p + 1) > data_end)
-			return EMPTCP_PARSE_MALFORMED;
+			return EMPTCP_PARSE_TRUNCATED;
 		kind = p[0];
 		if (kind == EMPTCP_TCPOPT_EOL)
 			break;
@@ -234,7 +247,7 @@ static __emptcp_inline int emptcp_parse_options(void *data, void *data_end,
 			continue;
 		}
 		if ((void *)(p + 2) > data_end)
-			return EMPTCP_PARSE_MALFORMED;
+			return EMPTCP_PARSE_TRUNCATED;
 		len = p[1];
 		if (len < 2 || pos + len > optlen)
 			break;
@@ -242,12 +255,12 @@ static __emptcp_inline int emptcp_parse_options(void *data, void *data_end,
 			pkt->off_timestamps = off + sizeof(*th) + pos;
 		if (kind == EMPTCP_TCPOPT_WINDOW && len == 3) {
 			if ((void *)(p + 3) > data_end)
-				return EMPTCP_PARSE_MALFORMED;
+				return EMPTCP_PARSE_TRUNCATED;
 			pkt->wscale = p[2] + 1;
 		}
 		if (kind == EMPTCP_TCPOPT_MPTCP && len >= 3) {
 			if ((void *)(p + 3) > data_end)
-				return EMPTCP_PARSE_MALFORMED;
+				return EMPTCP_PARSE_TRUNCATED;
 			__u8 subtype = p[2] >> 4;
 			__u16 at = off + sizeof(*th) + pos;
 
@@ -271,7 +284,7 @@ static __emptcp_inline int __emptcp_parse_ipv4(void *data, void *data_end, __u32
 	__u32 ihl;
 
 	if ((void *)(iph + 1) > data_end)
-		return EMPTCP_PARSE_MALFORMED;
+		return EMPTCP_PARSE_TRUNCATED;
 	ihl = iph->ihl * 4;
 	if (iph->version != 4 || ihl < sizeof(*iph))
 		return EMPTCP_PARSE_MALFORMED;
@@ -312,7 +325,7 @@ static __emptcp_inline int __emptcp_parse_ipv6(void *data, void *data_end, __u32
 	int i;
 
 	if ((void *)(ip6h + 1) > data_end)
-		return EMPTCP_PARSE_MALFORMED;
+		return EMPTCP_PARSE_TRUNCATED;
 	if (ip6h->version != 6)
 		return EMPTCP_PARSE_MALFORMED;
 
@@ -334,7 +347,7 @@ static __emptcp_inline int __emptcp_parse_ipv6(void *data, void *data_end, __u32
 			struct emptcp_ipv6_frag_hdr *fh = data + off;
 
 			if ((void *)(fh + 1) > data_end)
-				return EMPTCP_PARSE_MALFORMED;
+				return EMPTCP_PARSE_TRUNCATED;
 			if (fh->frag_off & bpf_htons(0xfff9))
 				return EMPTCP_PARSE_FRAGMENT;
 			/* An atomic fragment (offset 0, M clear, RFC 8200
@@ -348,7 +361,7 @@ static __emptcp_inline int __emptcp_parse_ipv6(void *data, void *data_end, __u32
 			struct emptcp_ipv6_opt_hdr *oh = data + off;
 
 			if ((void *)(oh + 1) > data_end)
-				return EMPTCP_PARSE_MALFORMED;
+				return EMPTCP_PARSE_TRUNCATED;
 			nexthdr = oh->nexthdr;
 			off += (oh->hdrlen + 1) * 8;
 			continue;
@@ -370,7 +383,7 @@ static __emptcp_inline int emptcp_parse_headers(void *data, void *data_end,
 	int i, ret;
 
 	if ((void *)(eth + 1) > data_end)
-		return EMPTCP_PARSE_MALFORMED;
+		return EMPTCP_PARSE_TRUNCATED;
 	proto = emptcp_eth_proto(data);
 	pkt->vlan_tags = 0;
 #pragma unroll
@@ -380,7 +393,7 @@ static __emptcp_inline int emptcp_parse_headers(void *data, void *data_end,
 		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
 			break;
 		if ((void *)(vh + 1) > data_end)
-			return EMPTCP_PARSE_MALFORMED;
+			return EMPTCP_PARSE_TRUNCATED;
 		proto = vh->encap_proto;
 		off += sizeof(*vh);
 		pkt->vlan_tags++;

@@ -94,6 +94,10 @@ fn check_hooks(dp: &Dataplane, name: &str, packet: &[u8], class: Class, hooks: &
         expect("not_tcp", class == Class::NotTcp);
         expect("fragment", class == Class::Fragment);
         expect("malformed", class == Class::Malformed);
+        // Test-run skbs are linear: a packet cut short is malformed, and
+        // there is nothing to pull (tc_pull.rs has paged skbs).
+        expect("paged", false);
+        expect("pulled", false);
     }
 }
 
@@ -385,6 +389,8 @@ fn truncated_packets_never_read_past_the_end() {
         }
         // Cut inside the option area: the TCP header says 32 bytes.
         check(dp, "cut in options", &full[..l4 + 22], Class::Malformed);
+        // Control: the whole packet is MPTCP at every hook.
+        check(dp, "whole", &full, Class::Mptcp);
     });
 }
 
