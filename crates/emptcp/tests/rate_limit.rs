@@ -243,8 +243,12 @@ fn rate_form_clamps_to_rate_times_the_recorded_rtt() {
         std::thread::sleep(Duration::from_millis(2));
 
         // a's ACK echoes 200: b's half sampled; the window is clamped in the same packet.
+        // The largest window field: a cap of RATE x RTT stays below it for any RTT under
+        // 670 ms, however long the 5 ms of sleeps took on a loaded machine (a window of
+        // 1000 once found nothing to clamp with an RTT of 17.8 ms).
+        const WINDOW: u16 = u16::MAX;
         let out = g
-            .test_run(&pkt(true, TcpFlags::ACK, 1000, (101, 200)))
+            .test_run(&pkt(true, TcpFlags::ACK, WINDOW, (101, 200)))
             .unwrap()
             .packet;
         let records = dp.records().unwrap();
@@ -256,8 +260,8 @@ fn rate_form_clamps_to_rate_times_the_recorded_rtt() {
         assert!(rtt_us >= 5_000, "{hook}: RTT {rtt_us} us, slept 5 ms");
         let cap =
             (RATE * rtt_us / 8_000_000).max(emptcp::policy::limits::RATE_LIMIT_FLOOR_BYTES.into());
-        let want = clamp(1000, cap);
-        assert!(want < 1000, "{hook}: RTT {rtt_us} us: nothing to clamp");
+        let want = clamp(WINDOW, cap);
+        assert!(want < WINDOW, "{hook}: RTT {rtt_us} us: nothing to clamp");
         assert_eq!(
             out,
             pkt(true, TcpFlags::ACK, want, (101, 200)),
