@@ -2,11 +2,14 @@
 //! what each packet is counted as, which flow it is accounted to, and that
 //! the packet leaves unchanged. Packets are built with emptcp-wire.
 
+mod common;
+
+use common::packets::dss;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use emptcp::{Dataplane, EntryCounters, Hook};
 use emptcp_testbed::root_or_skip;
-use emptcp_wire::mptcp::{DataSeq, Dss, MptcpOption};
 use emptcp_wire::packet::{IpHeader, Ipv6Extension, PacketBuilder, TcpFlags, VlanTag};
 use emptcp_wire::tcp_opt::TcpOption;
 
@@ -33,15 +36,6 @@ fn v6() -> PacketBuilder {
     PacketBuilder::ipv6("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap())
         .ports(40000, 80)
         .flags(TcpFlags::ACK)
-}
-
-fn dss() -> TcpOption {
-    TcpOption::Mptcp(MptcpOption::Dss(Dss {
-        data_ack: Some(DataSeq::Short(7)),
-        mapping: None,
-        data_fin: false,
-        unused_bits: 0,
-    }))
 }
 
 fn build(b: PacketBuilder) -> Vec<u8> {

@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::packets::dss;
+
 use std::net::{IpAddr, Ipv4Addr};
 
 use emptcp::policy::{
@@ -28,15 +30,6 @@ fn pinned() -> bool {
     }
     emptcp::bench::pin_to_current_cpu().expect("pin");
     true
-}
-
-fn dss() -> TcpOption {
-    TcpOption::Mptcp(MptcpOption::Dss(Dss {
-        data_ack: Some(DataSeq::Short(7)),
-        mapping: None,
-        data_fin: false,
-        unused_bits: 0,
-    }))
 }
 
 fn capable(keys: MpCapableKeys) -> TcpOption {

@@ -11,12 +11,15 @@
 //! skbs ending inside a header) are tested with BPF_PROG_TEST_RUN in
 //! entry_parse.rs.
 
+mod common;
+
+use common::packets::dss;
+
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use emptcp::{Dataplane, EntryCounters, Hook};
 use emptcp_testbed::{LinkEnd, LinkSpec, Topology, root_or_skip};
-use emptcp_wire::mptcp::{DataSeq, Dss, MptcpOption};
 use emptcp_wire::packet::{Ipv6Extension, PacketBuilder, TcpFlags, VlanTag};
 use emptcp_wire::tcp_opt::TcpOption;
 
@@ -88,15 +91,6 @@ impl PacketSocket {
             std::io::Error::last_os_error()
         );
     }
-}
-
-fn dss() -> TcpOption {
-    TcpOption::Mptcp(MptcpOption::Dss(Dss {
-        data_ack: Some(DataSeq::Short(7)),
-        mapping: None,
-        data_fin: false,
-        unused_bits: 0,
-    }))
 }
 
 /// A Linux-style MPTCP packet from `sport` (NOP NOP timestamps DSS) and its
