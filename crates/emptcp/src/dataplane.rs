@@ -926,15 +926,15 @@ impl Dataplane {
     pub fn counters_when_quiet(
         &self,
         hook: Hook,
-        quiet: std::time::Duration,
-        limit: std::time::Duration,
+        quiet: Duration,
+        limit: Duration,
     ) -> Result<EntryCounters> {
-        let deadline = std::time::Instant::now() + limit;
+        let deadline = Instant::now() + limit;
         let mut last = self.counters(hook)?;
         loop {
             std::thread::sleep(quiet);
             let now = self.counters(hook)?;
-            if now.get("seen") == last.get("seen") || std::time::Instant::now() >= deadline {
+            if now.get("seen") == last.get("seen") || Instant::now() >= deadline {
                 return Ok(now);
             }
             last = now;
@@ -1450,8 +1450,6 @@ pub struct OpStats {
     pub reasons: [u64; crate::policy::limits::OP_REASONS],
 }
 
-/// A refused load: EPERM is a missing capability; anything else (EACCES,
-/// EINVAL, E2BIG) is the verifier's refusal, logged by libbpf above.
 /// The error for a pin directory another emptcp version made.
 fn other_version(dir: &Path, found: &str) -> Error {
     Error::new(
@@ -1465,6 +1463,8 @@ fn other_version(dir: &Path, found: &str) -> Error {
     )
 }
 
+/// A refused load: EPERM is a missing capability; anything else (EACCES,
+/// EINVAL, E2BIG) is the verifier's refusal, logged by libbpf above.
 fn load_error(what: &str, e: libbpf_rs::Error) -> Error {
     let eperm = e.to_string().contains("os error 1)");
     let err = Error::bpf(what.to_owned(), e);

@@ -4,14 +4,14 @@
 
 mod common;
 
-use common::packets::dss;
-
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use emptcp::{Dataplane, EntryCounters, Hook};
 use emptcp_testbed::root_or_skip;
 use emptcp_wire::packet::{IpHeader, Ipv6Extension, PacketBuilder, TcpFlags, VlanTag};
 use emptcp_wire::tcp_opt::TcpOption;
+
+use common::packets::dss;
 
 const XDP_PASS: u32 = 2;
 const TC_ACT_UNSPEC: u32 = -1i32 as u32;

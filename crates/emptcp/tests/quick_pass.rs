@@ -8,8 +8,6 @@
 
 mod common;
 
-use common::packets::dss;
-
 use std::net::{IpAddr, Ipv4Addr};
 
 use emptcp::policy::{
@@ -20,6 +18,8 @@ use emptcp_testbed::root_or_skip;
 use emptcp_wire::mptcp::{DataSeq, Dss, DssMapping, MpCapable, MpCapableKeys, MpFail, MptcpOption};
 use emptcp_wire::packet::{PacketBuilder, TcpFlags};
 use emptcp_wire::tcp_opt::TcpOption;
+
+use common::packets::dss;
 
 const CLIENT: [u8; 4] = [10, 0, 0, 1];
 const SERVER: [u8; 4] = [10, 9, 0, 1];

@@ -13,8 +13,6 @@
 
 mod common;
 
-use common::packets::dss;
-
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -22,6 +20,8 @@ use emptcp::{Dataplane, EntryCounters, Hook};
 use emptcp_testbed::{LinkEnd, LinkSpec, Topology, root_or_skip};
 use emptcp_wire::packet::{Ipv6Extension, PacketBuilder, TcpFlags, VlanTag};
 use emptcp_wire::tcp_opt::TcpOption;
+
+use common::packets::dss;
 
 /// Frames this long are built paged by the packet socket (its linear part
 /// is then `hdr_len`); shorter ones, under a page, stay linear.
